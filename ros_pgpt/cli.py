@@ -1,0 +1,73 @@
+"""The ``ros-pgpt`` command: a small, lazy subcommand dispatcher.
+
+Each subcommand lives in its own module and is registered below in
+``COMMANDS`` as ``name -> ("package.module:function", "one-line help")``.
+Modules are imported only when their command runs, so ``ros-pgpt --help``
+stays fast and never imports torch or rclpy.
+
+Adding a subcommand (e.g. ``train``):
+
+1. write ``ros_pgpt/train.py`` with ``def main(argv: list[str]) -> int``
+   that builds its own ``argparse.ArgumentParser(prog='ros-pgpt train')``,
+   parses ``argv`` and returns an exit code (``None`` counts as 0). Import
+   heavy libraries inside ``main`` after parsing, so ``--help`` stays fast;
+2. add one line to ``COMMANDS``:
+   ``'train': ('ros_pgpt.train:main', 'train the model'),``.
+
+``python -m ros_pgpt <command> ...`` works the same as ``ros-pgpt``.
+"""
+import argparse
+import importlib
+import sys
+
+from ros_pgpt import __version__
+
+# Keep sorted; one line per command.
+COMMANDS = {
+    'demo': ('ros_pgpt.demo:main', 'run the demo (placeholder: info + interface round trip)'),
+    'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),
+}
+
+
+def resolve(name):
+    """Import and return the function registered for command ``name``."""
+    target, _help = COMMANDS[name]
+    module_name, _, func_name = target.partition(':')
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name or 'main')
+
+
+def build_parser():
+    width = max(len(name) for name in COMMANDS)
+    listing = '\n'.join(f'  {name:<{width}}  {text}' for name, (_t, text) in sorted(COMMANDS.items()))
+    parser = argparse.ArgumentParser(
+        prog='ros-pgpt',
+        description='ros_pgpt: ask for objects in words, get boxes and pixel masks (ROS 2).',
+        epilog=f'commands:\n{listing}\n\n"ros-pgpt COMMAND --help" shows the options of a command.',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument('--version', action='version', version=f'ros_pgpt {__version__}')
+    parser.add_argument('command', metavar='COMMAND', choices=sorted(COMMANDS),
+                        help='one of: ' + ', '.join(sorted(COMMANDS)))
+    parser.add_argument('args', nargs=argparse.REMAINDER, help='arguments of the command')
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    ns = parser.parse_args(argv)
+    try:
+        func = resolve(ns.command)
+    except ImportError as exc:
+        print(f'ros-pgpt {ns.command}: not available ({exc})', file=sys.stderr)
+        return 1
+    rc = func(ns.args)
+    return 0 if rc is None else int(rc)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# One-command developer setup for ros_pgpt, no system ROS needed.
+#
+#   bash scripts/setup.sh
+#
+# Creates .venv/ at the repository root (from nothing, or updates it) with:
+#   1. venv      python -m venv (Python 3.10-3.13)
+#   2. torch     torch==2.13.0, pinned, FIRST (held by a constraints file after)
+#   3. ros       ROS 2 Kilted wheels (requirements-ros.txt)
+#   4. python    ML + test stack (requirements.txt, requirements-nodeps.txt)
+#   5. cmakefix  rewrite the ROS wheels' hard-coded include dirs (idempotent)
+#   6. interfaces  build msg/ + srv/ with CMake (ament_cmake, prefix = .venv)
+#                  and put the generated ros_pgpt.msg / ros_pgpt.srv next to
+#                  the hand-written modules in ros_pgpt/ (gitignored)
+#   7. package   editable install of ros_pgpt (+ the `ros-pgpt` command)
+#   8. verify    import check from outside the repo
+#
+# Each step records a hash of its inputs under .venv/.ros_pgpt/; a re-run skips
+# steps whose inputs did not change (a no-op re-run takes about a second). The
+# file .venv/.ros_pgpt/complete is removed before any work and written LAST,
+# so an interrupted or failed setup never looks complete.
+#
+# Environment:
+#   PYTHON                 interpreter to create the venv with (default python3)
+#   ROS_PGPT_VENV          venv location (default <repo>/.venv)
+#   ROS_PGPT_TORCH_INDEX   extra pip index for torch, e.g. the CPU builds on a
+#                          machine where plain PyPI would give a CUDA build:
+#                          ROS_PGPT_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   ROS_PGPT_TORCH_VERSION torch version to pin (default 2.13.0)
+#   ROS_PGPT_FORCE=1       redo every step
+#
+# Options:
+#   --check   only report: exit 0 if the venv is complete and up to date,
+#             1 otherwise; changes nothing
+set -Eeuo pipefail
+
+CHECK_ONLY=0
+case "${1:-}" in
+  --check) CHECK_ONLY=1 ;;
+  -h|--help) sed -n '2,/^set -E/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ROS_PGPT_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_VERSION="${ROS_PGPT_TORCH_VERSION:-2.13.0}"
+TORCH_INDEX="${ROS_PGPT_TORCH_INDEX:-}"
+STATE="$VENV/.ros_pgpt"
+BUILD="$STATE/build"
+PY="$VENV/bin/python"
+
+STEP="start"
+T0=$(date +%s)
+on_error() {
+  local rc=$?
+  echo "" >&2
+  echo "setup.sh: FAILED in step '$STEP' (exit code $rc)." >&2
+  echo "setup.sh: the environment in $VENV is NOT complete; fix the error above and re-run." >&2
+  exit "$rc"
+}
+trap on_error ERR
+
+log() { echo "[setup] $*"; }
+die() { echo "setup.sh: step '$STEP': $*" >&2; exit 1; }
+
+hash_of() {  # hash_of <string...>: sha256 of the given strings and files' contents
+  local item
+  for item in "$@"; do
+    if [[ -f "$item" ]]; then
+      printf 'file %s\n' "${item#"$ROOT"/}"; cat "$item"
+    else
+      printf 'str %s\n' "$item"
+    fi
+  done | sha256sum | cut -d' ' -f1
+}
+step_done() { [[ "${ROS_PGPT_FORCE:-0}" != 1 && -f "$STATE/$1.stamp" && "$(cat "$STATE/$1.stamp")" == "$2" ]]; }
+mark_done() { echo "$2" > "$STATE/$1.stamp"; }
+
+# Only one setup at a time per venv (several developers share a tree).
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+if ! flock -n 9; then
+  log "another setup is running on $VENV; waiting for it"
+  flock 9
+fi
+
+# ---------------------------------------------------------------- preflight
+STEP="preflight"
+command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found; install Python >= 3.10 or set PYTHON=/path/to/python3"
+"$PYTHON" - <<'EOF' || die "need CPython 3.10-3.13 (ROS 2 wheels exist for cp310..cp313); set PYTHON=..."
+import sys
+sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)
+EOF
+PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+# Every input of every step, hashed once (cheap).
+H_VENV=$(hash_of "python $PYVER" "$("$PYTHON" -c 'import sys; print(sys.base_prefix)')")
+H_TORCH=$(hash_of "$H_VENV" "torch==$TORCH_VERSION" "index=$TORCH_INDEX")
+H_ROS=$(hash_of "$H_TORCH" "$ROOT/requirements-ros.txt")
+H_PYDEPS=$(hash_of "$H_ROS" "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt")
+H_IFACE=$(hash_of "$H_PYDEPS" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/fix_ros_cmake.py" \
+  "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv)
+H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/ros_pgpt/__init__.py")
+
+generated_present() {
+  [[ -f "$ROOT/ros_pgpt/msg/__init__.py" && -f "$ROOT/ros_pgpt/srv/__init__.py" ]] &&
+    compgen -G "$ROOT/ros_pgpt/ros_pgpt_s__rosidl_typesupport_c*.so" >/dev/null
+}
+
+# Fast path: everything done with these exact inputs.
+if [[ -x "$PY" && -f "$STATE/complete" && "$(cat "$STATE/complete")" == "$H_PKG" && "${ROS_PGPT_FORCE:-0}" != 1 ]] \
+   && generated_present; then
+  log "up to date: $VENV (ROS_PGPT_FORCE=1 to redo)"
+  exit 0
+fi
+if [[ "$CHECK_ONLY" == 1 ]]; then
+  log "NOT up to date: $VENV (run: bash scripts/setup.sh)"
+  exit 1
+fi
+
+if [[ -z "${ROS_PGPT_SKIP_TOOLCHECK:-}" ]]; then
+  for tool in cc c++ make; do
+    command -v "$tool" >/dev/null || die "'$tool' not found: install a C/C++ toolchain (Debian/Ubuntu: apt-get install build-essential)"
+  done
+  "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
+    || die "Python.h not found: install the Python headers (Debian/Ubuntu: apt-get install python$PYVER-dev)"
+fi
+
+# ---------------------------------------------------------------- 1. venv
+STEP="venv"
+if [[ -x "$PY" ]] && ! "$PY" -c 'pass' 2>/dev/null; then
+  die "$VENV exists but its python is broken; remove it (rm -rf $VENV) and re-run"
+fi
+if ! step_done venv "$H_VENV" || [[ ! -x "$PY" ]]; then
+  if [[ -x "$PY" ]]; then
+    have=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [[ "$have" == "$PYVER" ]] || die "$VENV uses Python $have but $PYTHON is $PYVER; remove $VENV or set PYTHON"
+  else
+    log "creating venv $VENV with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$VENV" || die "python -m venv failed (Debian/Ubuntu: apt-get install python$PYVER-venv)"
+  fi
+  mkdir -p "$STATE"
+  rm -f "$STATE/complete"
+  mark_done venv "$H_VENV"
+fi
+mkdir -p "$STATE"
+rm -f "$STATE/complete"
+PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off)
+
+# ---------------------------------------------------------------- 2. torch
+STEP="torch"
+if ! step_done torch "$H_TORCH"; then
+  log "installing torch==$TORCH_VERSION${TORCH_INDEX:+ (extra index $TORCH_INDEX)}"
+  extra=()
+  [[ -n "$TORCH_INDEX" ]] && extra=(--extra-index-url "$TORCH_INDEX")
+  "${PIP[@]}" "${extra[@]}" "torch==$TORCH_VERSION"
+  mark_done torch "$H_TORCH"
+fi
+# Hold torch (and its exact build) for every later install.
+"$PY" -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > "$STATE/constraints.txt"
+
+# ---------------------------------------------------------------- 3. ros
+STEP="ros"
+if ! step_done ros "$H_ROS"; then
+  log "installing ROS 2 wheels (requirements-ros.txt)"
+  "${PIP[@]}" -c "$STATE/constraints.txt" -r "$ROOT/requirements-ros.txt"
+  mark_done ros "$H_ROS"
+fi
+
+# ---------------------------------------------------------------- 4. python deps
+STEP="python-deps"
+if ! step_done pydeps "$H_PYDEPS"; then
+  log "installing Python dependencies (requirements.txt)"
+  "${PIP[@]}" -c "$STATE/constraints.txt" -r "$ROOT/requirements.txt"
+  "${PIP[@]}" --no-deps -r "$ROOT/requirements-nodeps.txt"
+  "$PY" -m pip check >/dev/null || { "$PY" -m pip check || true; log "warning: pip check reports conflicts (see above)"; }
+  mark_done pydeps "$H_PYDEPS"
+fi
+
+# ---------------------------------------------------------------- 5+6. interfaces
+STEP="cmakefix"
+"$PY" "$ROOT/scripts/fix_ros_cmake.py" "$VENV" >/dev/null
+
+STEP="interfaces"
+if ! step_done interfaces "$H_IFACE" || ! generated_present; then
+  log "building interfaces (msg/, srv/) with CMake into $VENV"
+  GEN="$STATE/python"   # where CMake installs the Python side (not on sys.path)
+  rm -rf "$GEN"
+  generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  if [[ -f "$BUILD/CMakeCache.txt" ]] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}\$" "$BUILD/CMakeCache.txt"; then
+    rm -rf "$BUILD"
+  fi
+  export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+  cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$VENV" \
+    -DPython3_EXECUTABLE="$PY" \
+    -DPYTHON_INSTALL_DIR=".ros_pgpt/python" \
+    -DBUILD_TESTING=OFF > "$STATE/cmake-configure.log" 2>&1 \
+    || { tail -n 40 "$STATE/cmake-configure.log" >&2; die "cmake configure failed (full log: $STATE/cmake-configure.log)"; }
+  cmake --build "$BUILD" -j "$(nproc)" > "$STATE/cmake-build.log" 2>&1 \
+    || { tail -n 40 "$STATE/cmake-build.log" >&2; die "cmake build failed (full log: $STATE/cmake-build.log)"; }
+  cmake --install "$BUILD" > "$STATE/cmake-install.log" 2>&1 \
+    || { tail -n 40 "$STATE/cmake-install.log" >&2; die "cmake install failed (full log: $STATE/cmake-install.log)"; }
+  # The generated Python (msg/, srv/ and the C extension modules) goes next to
+  # the hand-written modules in the source tree (gitignored), which the
+  # editable install below puts on sys.path: ONE importable package.
+  # The C extensions load lib*.so from $VENV/lib (found through the
+  # ros-wheels-bootstrapper's LD_LIBRARY_PATH).
+  [[ -f "$GEN/ros_pgpt/msg/__init__.py" && -f "$GEN/ros_pgpt/srv/__init__.py" ]] \
+    || die "CMake install did not produce $GEN/ros_pgpt/{msg,srv}"
+  rm -rf "$ROOT/ros_pgpt/msg" "$ROOT/ros_pgpt/srv"
+  rm -f "$ROOT"/ros_pgpt/ros_pgpt_s__*.so
+  cp -r "$GEN/ros_pgpt/msg" "$GEN/ros_pgpt/srv" "$ROOT/ros_pgpt/"
+  cp "$GEN"/ros_pgpt/ros_pgpt_s__*.so "$ROOT/ros_pgpt/"
+  # The hand-written copy CMake also installed there is not used in the venv.
+  rm -rf "$GEN"
+  mark_done interfaces "$H_IFACE"
+fi
+
+# ---------------------------------------------------------------- 7. package
+STEP="package"
+if ! step_done package "$H_PKG"; then
+  log "installing ros_pgpt (editable) and the ros-pgpt command"
+  "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
+  mark_done package "$H_PKG"
+fi
+
+# ---------------------------------------------------------------- 8. verify
+STEP="verify"
+(cd / && "$PY" - <<'EOF') || die "the installed environment does not import (see above)"
+import rclpy  # noqa: F401
+import torch  # noqa: F401
+from rclpy.serialization import serialize_message, deserialize_message
+from ros_pgpt.msg import GroundedObject, GroundedObjectArray  # noqa: F401
+from ros_pgpt.srv import Query
+import ros_pgpt.cli  # noqa: F401
+req = Query.Request(prompt='check', masks=True)
+assert deserialize_message(serialize_message(req), Query.Request).prompt == 'check'
+EOF
+[[ -x "$VENV/bin/ros-pgpt" ]] || die "$VENV/bin/ros-pgpt was not installed"
+
+echo "$H_PKG" > "$STATE/complete"
+log "done in $(( $(date +%s) - T0 )) s: $VENV  (try: $VENV/bin/ros-pgpt info)"
