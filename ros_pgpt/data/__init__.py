@@ -1,0 +1,10 @@
+"""Training/evaluation data: synthetic tabletop scenes and a RefCOCO-style loader."""
+from .scenes import (
+    COLOURS, SHAPES, SIZES, QUERY_KINDS, DEFAULT_QUERY_WEIGHTS,
+    SceneObject, Scene, Query, Sample, SceneGenerator, describe_object, noun_phrase,
+)
+
+__all__ = [
+    "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
+    "SceneObject", "Scene", "Query", "Sample", "SceneGenerator", "describe_object", "noun_phrase",
+]

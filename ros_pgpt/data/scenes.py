@@ -1,0 +1,768 @@
+"""Synthetic tabletop scenes with referring expressions.
+
+A :class:`SceneGenerator` draws 1-6 flat coloured shapes (circle, square,
+triangle, 5-pointed star) on a low-saturation background (flat, gradient,
+noise, wood-like stripes, checker, blotches), applies lighting changes, and
+produces referring-expression queries whose answers are known exactly.
+Everything is deterministic given the seed passed to :meth:`SceneGenerator.sample`
+(and the constructor arguments).
+
+The exact phrasing produced here is documented in ``PHRASING.md`` next to this
+file; keep the two in sync (``tests/test_data_scenes.py`` checks the
+vocabulary and templates listed there against the constants below).
+
+Geometry conventions
+--------------------
+* Boxes are ``(x_min, y_min, x_max, y_max)`` in source pixels with exclusive
+  max: the box of pixel set P is ``(min x, min y, max x + 1, max y + 1)``.
+* ``SceneObject.mask`` holds only the *visible* pixels (later-drawn objects
+  occlude earlier ones) and ``SceneObject.box`` is the tight box of that mask.
+* Object "centre" (used for all position words) is the centre of that box.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
+    "SMALL_SIZE_RANGE", "LARGE_SIZE_RANGE", "REFERENCE_SIDE", "POSITION_MARGIN",
+    "MIN_VISIBLE_FRACTION", "MIN_VISIBLE_AREA",
+    "SINGLE_TEMPLATES", "PLURAL_TEMPLATES", "DESCRIBE_TEMPLATES",
+    "POSITION_WORDS", "RELATION_WORDS", "PLURAL_NOUNS",
+    "SceneObject", "Scene", "Query", "Sample", "SceneGenerator",
+    "noun_phrase", "describe_object",
+]
+
+# ----------------------------------------------------------------------------
+# Vocabulary
+# ----------------------------------------------------------------------------
+
+#: colour name -> nominal RGB (chosen well apart in hue; objects get +-15 jitter)
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "orange": (255, 140, 0),
+    "yellow": (240, 220, 20),
+    "green": (30, 170, 50),
+    "blue": (30, 80, 220),
+    "purple": (140, 40, 170),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
+SIZES: tuple[str, ...] = ("small", "large")
+QUERY_KINDS: tuple[str, ...] = ("single", "plural", "absent", "describe", "relation_box")
+DEFAULT_QUERY_WEIGHTS: dict[str, float] = {
+    "single": 0.45, "plural": 0.25, "absent": 0.15, "describe": 0.10, "relation_box": 0.05,
+}
+
+#: object extent (max side of the un-occluded shape's box) in px at REFERENCE_SIDE
+SMALL_SIZE_RANGE = (20.0, 60.0)
+LARGE_SIZE_RANGE = (100.0, 200.0)
+#: sizes/margins scale with min(W, H) / REFERENCE_SIDE
+REFERENCE_SIDE = 480
+#: position words need centre differences of at least this many px (at 480 scale)
+POSITION_MARGIN = 20.0
+MIN_VISIBLE_FRACTION = 0.6
+MIN_VISIBLE_AREA = 60
+
+SINGLE_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "find {}",
+    "where is {}?",
+    "show me {}",
+    "locate {}",
+    "point to {}",
+    "segment {}",
+    "can you find {}?",
+)
+#: "where are {}?" is only used with "all the ..." phrases, never with "every ..."
+PLURAL_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "find {}",
+    "show me {}",
+    "locate {}",
+    "segment {}",
+    "point to {}",
+    "where are {}?",
+)
+DESCRIBE_TEMPLATES: tuple[str, ...] = (
+    "what is in <box>?",
+    "what is inside <box>?",
+    "what object is in <box>?",
+    "describe <box>",
+)
+#: superlative position words -> (axis, sign): axis 0 = centre x, 1 = centre y;
+#: sign -1 means "smallest coordinate".
+POSITION_WORDS: dict[str, tuple[int, int]] = {
+    "leftmost": (0, -1), "rightmost": (0, 1), "topmost": (1, -1), "bottom-most": (1, 1),
+}
+#: relation words -> sign of (target centre x - reference centre x)
+RELATION_WORDS: dict[str, int] = {"left of": -1, "right of": 1}
+PLURAL_NOUNS: dict[str, str] = {
+    "circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars",
+    "object": "objects", "shape": "shapes",
+}
+
+# attribute masks (use size, use colour, use shape), ordered by attribute count
+_ATTR_MASKS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False),
+    (False, False, True), (False, True, False), (True, False, False),
+    (False, True, True), (True, False, True), (True, True, False),
+    (True, True, True),
+)
+# relation_box / positional base descriptors: colour? + shape|object
+_BASE_MASKS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False), (False, False, True), (False, True, False), (False, True, True),
+)
+
+_COLOUR_NAMES = tuple(COLOURS)
+
+# ----------------------------------------------------------------------------
+# Data classes
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    colour: str
+    shape: str
+    size: str  # "small" | "large"
+    box: tuple[float, float, float, float]  # tight box of the visible mask, max exclusive
+    mask: np.ndarray = field(compare=False, repr=False)  # bool HxW, visible pixels only
+    #: nominal extent (max side of the un-occluded shape's box) in source px (extra, optional)
+    size_px: float = 0.0
+    #: visible area / un-occluded area (extra, optional)
+    visible_fraction: float = 1.0
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (0.5 * (x0 + x1), 0.5 * (y0 + y1))
+
+
+@dataclass
+class Scene:
+    image: np.ndarray  # HxWx3 uint8 RGB
+    objects: list[SceneObject]  # drawing order
+
+
+@dataclass(frozen=True)
+class Query:
+    kind: str  # one of QUERY_KINDS
+    prompt: str  # contains "<box>" once per input box
+    targets: tuple[int, ...]  # indices into scene.objects, sorted by (centre x, centre y)
+    phrase: str
+    input_boxes: tuple[tuple[float, float, float, float], ...] = ()
+    answer_text: str = ""
+
+
+@dataclass
+class Sample:
+    scene: Scene
+    queries: list[Query]
+
+
+# ----------------------------------------------------------------------------
+# Phrase helpers
+# ----------------------------------------------------------------------------
+
+def noun_phrase(desc: Sequence[str | None], plural: bool = False, noun: str = "object") -> str:
+    """``(size, colour, shape)`` with ``None`` for unused attributes -> words.
+
+    ``("small", "red", None)`` -> ``"small red object"``; with ``plural=True``
+    -> ``"small red objects"``. ``noun`` replaces a missing shape ("object" or "shape").
+    """
+    size, colour, shape = desc
+    head = shape if shape is not None else noun
+    if plural:
+        head = PLURAL_NOUNS[head]
+    words = [w for w in (size, colour) if w is not None]
+    words.append(head)
+    return " ".join(words)
+
+
+def describe_object(obj: SceneObject) -> str:
+    """Answer text for "describe" queries: ``"<size> <colour> <shape>"``."""
+    return f"{obj.size} {obj.colour} {obj.shape}"
+
+
+def _match(desc, attrs) -> bool:
+    return ((desc[0] is None or desc[0] == attrs[0]) and (desc[1] is None or desc[1] == attrs[1])
+            and (desc[2] is None or desc[2] == attrs[2]))
+
+
+def _desc(attrs, mask):
+    return (attrs[0] if mask[0] else None, attrs[1] if mask[1] else None, attrs[2] if mask[2] else None)
+
+
+def _sort_targets(idx, centres) -> tuple[int, ...]:
+    return tuple(sorted(idx, key=lambda i: (centres[i][0], centres[i][1], i)))
+
+
+# ----------------------------------------------------------------------------
+# Shape rendering
+# ----------------------------------------------------------------------------
+
+_SHIFT = 4  # sub-pixel bits for cv2 drawing
+_ONE = 1 << _SHIFT
+
+
+def _unit_vertices(shape: str, angle: float) -> np.ndarray:
+    """Vertices (N, 2) of the shape around the origin, rotated by ``angle`` rad."""
+    if shape == "square":
+        a = angle + np.array([0.25, 0.75, 1.25, 1.75]) * math.pi
+        r = np.ones(4)
+    elif shape == "triangle":
+        a = angle + np.array([0.5, 0.5 + 2 / 3, 0.5 + 4 / 3]) * math.pi
+        r = np.ones(3)
+    elif shape == "star":
+        a = angle + np.arange(10) * (math.pi / 5) - 0.5 * math.pi
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+    else:
+        raise ValueError(shape)
+    return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
+
+
+class _Placed:
+    """Mutable per-object state while a scene is being built."""
+
+    __slots__ = ("attrs", "rgb", "size_px", "x0", "y0", "full", "vis", "full_area", "vis_area")
+
+    def __init__(self, attrs, rgb, size_px, x0, y0, full):
+        self.attrs = attrs
+        self.rgb = rgb
+        self.size_px = size_px
+        self.x0 = x0
+        self.y0 = y0
+        self.full = full
+        self.vis = full.copy()
+        self.full_area = int(np.count_nonzero(full))
+        self.vis_area = self.full_area
+
+
+def _render_local(shape: str, extent: float, angle: float, cx: float, cy: float):
+    """Boolean mask of the shape in a local ROI; returns (x0, y0, mask)."""
+    if shape == "circle":
+        r = 0.5 * (extent - 1.0)
+        x0 = int(math.floor(cx - r)) - 1
+        y0 = int(math.floor(cy - r)) - 1
+        w = int(math.ceil(cx + r)) + 2 - x0
+        h = int(math.ceil(cy + r)) + 2 - y0
+        m = np.zeros((h, w), np.uint8)
+        cv2.circle(m, (int(round((cx - x0) * _ONE)), int(round((cy - y0) * _ONE))),
+                   int(round(r * _ONE)), 1, -1, cv2.LINE_8, _SHIFT)
+        return x0, y0, m.view(bool)
+    raise AssertionError
+
+
+class _ShapeGeom:
+    """Pre-scaled vertices for polygon shapes (extent-normalised)."""
+
+    @staticmethod
+    def vertices(shape: str, extent: float, angle: float) -> np.ndarray:
+        v = _unit_vertices(shape, angle)
+        span = (v.max(0) - v.min(0)).max()
+        v = v * ((extent - 1.0) / span)
+        return v - 0.5 * (v.max(0) + v.min(0))
+
+
+def _half_extents(shape: str, extent: float, angle: float):
+    if shape == "circle":
+        r = 0.5 * (extent - 1.0)
+        return None, (r, r, r, r)
+    v = _ShapeGeom.vertices(shape, extent, angle)
+    mn, mx = v.min(0), v.max(0)
+    return v, (-mn[0], -mn[1], mx[0], mx[1])
+
+
+def _render_at(shape, extent, verts, cx, cy):
+    if shape == "circle":
+        return _render_local(shape, extent, 0.0, cx, cy)
+    pts = verts + (cx, cy)
+    x0 = int(math.floor(pts[:, 0].min())) - 1
+    y0 = int(math.floor(pts[:, 1].min())) - 1
+    w = int(math.ceil(pts[:, 0].max())) + 2 - x0
+    h = int(math.ceil(pts[:, 1].max())) + 2 - y0
+    m = np.zeros((h, w), np.uint8)
+    ip = np.round((pts - (x0, y0)) * _ONE).astype(np.int32)
+    cv2.fillPoly(m, [ip], 1, cv2.LINE_8, _SHIFT)
+    return x0, y0, m.view(bool)
+
+
+# ----------------------------------------------------------------------------
+# Backgrounds and lighting
+# ----------------------------------------------------------------------------
+
+_BG_KINDS = ("flat", "gradient", "noise", "wood", "checker", "blotches")
+_BG_WEIGHTS = np.array([0.15, 0.2, 0.2, 0.15, 0.12, 0.18])
+_BG_CUM = np.cumsum(_BG_WEIGHTS) / _BG_WEIGHTS.sum()
+# low-saturation tints added to a grey level (neutral, brown, cool, greenish-grey)
+_TINTS = np.array([[0, 0, 0], [24, 8, -18], [-8, 0, 12], [-6, 8, -6]], np.float32)
+
+_NOISE_BANK: dict[tuple[int, int], np.ndarray] = {}
+_NOISE_PAD = 32
+_NOISE_SIGMA = 16.0
+
+
+def _noise_bank(h: int, w: int) -> np.ndarray:
+    """Fixed (seed-independent) Gaussian noise image, uint8 centred at 128."""
+    key = (h, w)
+    bank = _NOISE_BANK.get(key)
+    if bank is None:
+        r = np.random.default_rng(0x5EED)
+        bank = np.clip(r.normal(128.0, _NOISE_SIGMA, (h + _NOISE_PAD, w + _NOISE_PAD, 3)), 0, 255)
+        bank = bank.astype(np.uint8)
+        _NOISE_BANK[key] = bank
+    return bank
+
+
+def _bg_colour(rng) -> np.ndarray:
+    level = rng.uniform(60.0, 205.0)
+    tint = _TINTS[rng.integers(len(_TINTS))] * rng.uniform(0.0, 1.0)
+    return np.clip(level + tint, 0, 255).astype(np.float32)
+
+
+def _second_colour(rng, c) -> np.ndarray:
+    d = rng.uniform(12.0, 40.0) * (1 if c.mean() < 130 else -1)
+    return np.clip(c + d + rng.normal(0, 3, 3), 0, 255).astype(np.float32)
+
+
+def _smooth_field(rng, h, w, cells) -> np.ndarray:
+    """Smooth random field in roughly [-1, 1] of shape (h, w)."""
+    gh = max(2, int(round(cells * h / max(h, w))) + 1)
+    gw = max(2, int(round(cells * w / max(h, w))) + 1)
+    g = rng.standard_normal((gh, gw)).astype(np.float32) * 0.6
+    return cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _mix(c1, c2, t) -> np.ndarray:
+    """``c1 + t * (c2 - c1)`` per channel for a float field ``t`` -> (h, w, 3) uint8."""
+    chans = [np.clip(c1[c] + t * (c2[c] - c1[c]), 0, 255).astype(np.uint8) for c in range(3)]
+    return cv2.merge(chans)
+
+
+def _const_image(h: int, w: int, rgb) -> np.ndarray:
+    """Fast constant (h, w, 3) uint8 image (numpy broadcasting over 3 channels is slow)."""
+    row = np.tile(np.asarray(rgb, np.uint8), w)
+    return np.broadcast_to(row, (h, w * 3)).reshape(h, w, 3).copy()
+
+
+def _background(rng, W: int, H: int, scale: float):
+    """Returns (kind, HxWx3 uint8 RGB background)."""
+    kind = _BG_KINDS[int(np.searchsorted(_BG_CUM, rng.random(), side="right"))]
+    c1 = _bg_colour(rng)
+    if kind == "flat":
+        return kind, _const_image(H, W, np.round(c1))
+    h, w = max(2, H // 4), max(2, W // 4)  # work at quarter resolution, upscale
+    if kind == "gradient":
+        corners = np.stack([c1 + rng.uniform(-35, 35) for _ in range(4)])
+        ty = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
+        tx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
+        chans = [np.clip((1 - ty) * ((1 - tx) * corners[0, c] + tx * corners[1, c])
+                         + ty * ((1 - tx) * corners[2, c] + tx * corners[3, c]), 0, 255).astype(np.uint8)
+                 for c in range(3)]
+        small = cv2.merge(chans)
+    elif kind == "noise":
+        c2 = _second_colour(rng, c1)
+        f = _smooth_field(rng, h, w, rng.uniform(4, 24))
+        f += 0.5 * rng.standard_normal((h, w)).astype(np.float32)
+        small = _mix(c1, c2, 0.5 * np.clip(f, -1.5, 1.5))
+    elif kind == "wood":
+        c2 = _second_colour(rng, c1)
+        a = rng.uniform(0, math.pi)
+        period = rng.uniform(12.0, 50.0) * scale / 4.0
+        u = (np.arange(w, dtype=np.float32)[None, :] * math.cos(a)
+             + np.arange(h, dtype=np.float32)[:, None] * math.sin(a))
+        warp = _smooth_field(rng, h, w, rng.uniform(2, 6)) * rng.uniform(1.0, 4.0)
+        t = 0.5 + 0.5 * np.sin(u * (2 * math.pi / period) + warp)
+        small = _mix(c1, c2, t ** rng.uniform(0.6, 2.0))
+    elif kind == "checker":
+        c2 = _second_colour(rng, c1)
+        cell = max(4, int(rng.uniform(16.0, 72.0) * scale))
+        ny, nx = H // cell + 2, W // cell + 2
+        pat = ((np.arange(ny)[:, None] + np.arange(nx)[None, :]) % 2).astype(np.float32)
+        big = cv2.resize(_mix(c1, c2, pat), (nx * cell, ny * cell), interpolation=cv2.INTER_NEAREST)
+        oy, ox = int(rng.integers(cell)), int(rng.integers(cell))
+        return kind, big[oy:oy + H, ox:ox + W].copy()
+    else:  # blotches
+        c2 = _second_colour(rng, c1)
+        f = _smooth_field(rng, h, w, rng.uniform(5, 14))
+        small = _mix(c1, c2, 1.0 / (1.0 + np.exp(-6.0 * (f - rng.uniform(-0.3, 0.3)))))
+    return kind, cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
+
+
+def _apply_lighting(rng, img: np.ndarray, noisy_bg: bool) -> np.ndarray:
+    """Global contrast/brightness, optional smooth illumination gradient with a
+    slight colour cast, optional Gaussian noise, optional mild blur."""
+    H, W = img.shape[:2]
+    alpha, beta = rng.uniform(0.85, 1.15), rng.uniform(-20.0, 20.0)
+    if rng.random() < 0.6:  # smooth illumination gradient (contrast folded in)
+        g = rng.uniform(0.8, 1.15, (3, 3, 1)) * rng.uniform(0.95, 1.05, (1, 1, 3))
+        g = np.clip(g * 128.0, 0, 255).astype(np.uint8)
+        gain = cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR)
+        img = cv2.multiply(img, gain, scale=alpha / 128.0)
+        alpha = 1.0
+    if noisy_bg or rng.random() < 0.5:  # noise (brightness folded in)
+        sigma = rng.uniform(2.0, 8.0)
+        bank = _noise_bank(H, W)
+        oy, ox = int(rng.integers(_NOISE_PAD)), int(rng.integers(_NOISE_PAD))
+        k = sigma / _NOISE_SIGMA
+        img = cv2.addWeighted(img, alpha, bank[oy:oy + H, ox:ox + W], k, beta - 128.0 * k)
+    else:
+        img = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.4, 1.0))
+    return img
+
+
+# ----------------------------------------------------------------------------
+# Generator
+# ----------------------------------------------------------------------------
+
+
+class SceneGenerator:
+    """Deterministic, on-the-fly generator of scenes + referring queries.
+
+    Args:
+        resolutions: ``(W, H)`` pairs, one sampled uniformly per scene.
+        min_objects, max_objects: object count range (inclusive) per scene.
+        query_kinds: weights per query kind (missing kinds get weight 0);
+            default :data:`DEFAULT_QUERY_WEIGHTS`.
+        verbose_prob: probability that a "single" query uses a random longer
+            (still unambiguous) description instead of a shortest one.
+        min_visible_fraction: every object keeps at least this fraction visible.
+        lighting: apply brightness/contrast, illumination gradient, noise, blur.
+    """
+
+    def __init__(self, *, resolutions: Sequence[tuple[int, int]] = ((640, 480),),
+                 min_objects: int = 1, max_objects: int = 6,
+                 query_kinds: Mapping[str, float] | None = None,
+                 verbose_prob: float = 0.3,
+                 min_visible_fraction: float = MIN_VISIBLE_FRACTION,
+                 lighting: bool = True):
+        self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
+        if not self.resolutions:
+            raise ValueError("resolutions must not be empty")
+        for w, h in self.resolutions:
+            if min(w, h) < 120:
+                raise ValueError(f"resolution {w}x{h} too small (min side 120)")
+        if not 0 <= min_objects <= max_objects:
+            raise ValueError("need 0 <= min_objects <= max_objects")
+        self.min_objects, self.max_objects = int(min_objects), int(max_objects)
+        weights = dict(DEFAULT_QUERY_WEIGHTS if query_kinds is None else query_kinds)
+        unknown = set(weights) - set(QUERY_KINDS)
+        if unknown:
+            raise ValueError(f"unknown query kinds {sorted(unknown)}; known: {QUERY_KINDS}")
+        w = np.array([float(weights.get(k, 0.0)) for k in QUERY_KINDS])
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("query_kinds weights must be >= 0 with a positive sum")
+        self.query_weights = w / w.sum()
+        self.verbose_prob = float(verbose_prob)
+        self.min_visible_fraction = float(min_visible_fraction)
+        self.lighting = bool(lighting)
+
+    # ------------------------------------------------------------------ scenes
+    def sample(self, seed: int, n_queries: int = 4) -> Sample:
+        rng = np.random.default_rng(seed)
+        scene = self.scene(rng)
+        return Sample(scene=scene, queries=self.queries(scene, rng, n_queries))
+
+    def scene(self, rng: np.random.Generator) -> Scene:
+        W, H = self.resolutions[int(rng.integers(len(self.resolutions)))]
+        scale = min(W, H) / REFERENCE_SIDE
+        n = int(rng.integers(self.min_objects, self.max_objects + 1))
+        placed: list[_Placed] = []
+        for _ in range(n):
+            p = self._place(rng, placed, W, H, scale)
+            if p is not None:
+                placed.append(p)
+        bg_kind, img = _background(rng, W, H, scale)
+        for p in placed:  # paint colour through the exact masks, later objects on top
+            h, w = p.full.shape
+            src = _const_image(h, w, p.rgb)
+            cv2.copyTo(src, p.full.view(np.uint8), img[p.y0:p.y0 + h, p.x0:p.x0 + w])
+        if self.lighting:
+            img = _apply_lighting(rng, img, bg_kind == "noise")
+        objects = []
+        for p in placed:
+            vis = p.vis
+            rows = np.flatnonzero(vis.any(axis=1))
+            cols = np.flatnonzero(vis.any(axis=0))
+            box = (float(p.x0 + cols[0]), float(p.y0 + rows[0]),
+                   float(p.x0 + cols[-1] + 1), float(p.y0 + rows[-1] + 1))
+            m = np.zeros((H, W), bool)
+            h, w = vis.shape
+            m[p.y0:p.y0 + h, p.x0:p.x0 + w] = vis
+            objects.append(SceneObject(colour=p.attrs[1], shape=p.attrs[2], size=p.attrs[0],
+                                       box=box, mask=m, size_px=p.size_px,
+                                       visible_fraction=p.vis_area / p.full_area))
+        return Scene(image=img, objects=objects)
+
+    def _place(self, rng, placed, W, H, scale):
+        size = SIZES[int(rng.integers(2))]
+        colour = _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-15, 16, 3), 0, 255).astype(np.uint8)
+        lo, hi = SMALL_SIZE_RANGE if size == "small" else LARGE_SIZE_RANGE
+        min_vf = self.min_visible_fraction
+        for attempt in range(40):
+            if attempt % 10 == 0:  # (re)sample extent + rotation, shrinking on failure
+                frac = rng.uniform(0.0, 1.0) * (1.0 - attempt / 40.0)
+                extent = (lo + frac * (hi - lo)) * scale
+                if shape == "square":
+                    angle = rng.uniform(-math.pi / 6, math.pi / 6)
+                else:
+                    angle = rng.uniform(0.0, 2 * math.pi)
+                verts, (l, t, r, b) = _half_extents(shape, extent, angle)
+            cx = rng.uniform(l + 1.0, W - 2.0 - r)
+            cy = rng.uniform(t + 1.0, H - 2.0 - b)
+            x0, y0, full = _render_at(shape, extent, verts, cx, cy)
+            h, w = full.shape
+            area = int(np.count_nonzero(full))
+            if area * min_vf < MIN_VISIBLE_AREA:
+                continue
+            ok = True
+            updates = []
+            for q in placed:
+                qh, qw = q.vis.shape
+                ix0, iy0 = max(x0, q.x0), max(y0, q.y0)
+                ix1, iy1 = min(x0 + w, q.x0 + qw), min(y0 + h, q.y0 + qh)
+                if ix0 >= ix1 or iy0 >= iy1:
+                    continue
+                a = full[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+                qsl = (slice(iy0 - q.y0, iy1 - q.y0), slice(ix0 - q.x0, ix1 - q.x0))
+                ov = int(np.count_nonzero(a & q.vis[qsl]))
+                if ov == 0:
+                    continue
+                left = q.vis_area - ov
+                if left < min_vf * q.full_area or left < MIN_VISIBLE_AREA:
+                    ok = False
+                    break
+                updates.append((q, qsl, a, left))
+            if not ok:
+                continue
+            for q, qsl, a, left in updates:
+                q.vis[qsl] &= ~a
+                q.vis_area = left
+            return _Placed((size, colour, shape), rgb, float(extent), x0, y0, full)
+        return None
+
+    # ----------------------------------------------------------------- queries
+    def queries(self, scene: Scene, rng: np.random.Generator, n: int) -> list[Query]:
+        ctx = _QueryContext(scene, rng, self.verbose_prob)
+        out: list[Query] = []
+        seen: set[str] = set()
+        for _ in range(n):
+            q = None
+            for _retry in range(3):
+                q = ctx.generate(self.query_weights)
+                if q.prompt not in seen:
+                    break
+            seen.add(q.prompt)
+            out.append(q)
+        return out
+
+
+class _QueryContext:
+    def __init__(self, scene: Scene, rng, verbose_prob: float):
+        H, W = scene.image.shape[:2]
+        self.W, self.H = W, H
+        self.margin = POSITION_MARGIN * min(W, H) / REFERENCE_SIDE
+        self.rng = rng
+        self.verbose_prob = verbose_prob
+        self.attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
+        self.boxes = [tuple(float(v) for v in o.box) for o in scene.objects]
+        self.centres = [(0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])) for b in self.boxes]
+        self.n = len(self.attrs)
+
+    # helpers -------------------------------------------------------------
+    def matches(self, desc, exclude=()) -> list[int]:
+        return [i for i, a in enumerate(self.attrs) if i not in exclude and _match(desc, a)]
+
+    def pick(self, seq):
+        return seq[int(self.rng.integers(len(seq)))]
+
+    def generate(self, weights) -> Query:
+        w = [float(x) for x in weights]
+        while True:
+            total = sum(w)
+            if total <= 0:  # every kind failed (e.g. empty scene): fall back on absent
+                q = self.absent()
+                assert q is not None
+                return q
+            u = self.rng.random() * total
+            k = 0
+            while k < len(w) - 1 and (u >= w[k] or w[k] == 0.0):
+                u -= w[k]
+                k += 1
+            q = getattr(self, QUERY_KINDS[k])()
+            if q is not None:
+                return q
+            w[k] = 0.0
+
+    def _rel_ok(self, t, ref_c, others, sign) -> bool:
+        m = self.margin
+        if sign * (self.centres[t][0] - ref_c[0]) < m:
+            return False
+        return all(sign * (self.centres[o][0] - ref_c[0]) < 0.5 * m for o in others)
+
+    def _extreme_ok(self, t, others, axis, sign) -> bool:
+        m = self.margin
+        v = self.centres[t][axis]
+        return all(sign * (v - self.centres[o][axis]) >= m for o in others)
+
+    # single ----------------------------------------------------------------
+    def _attr_forms(self, t):
+        forms = []
+        a = self.attrs[t]
+        for mask in _ATTR_MASKS:
+            d = _desc(a, mask)
+            if len(self.matches(d)) == 1:
+                forms.append((sum(mask), "the " + noun_phrase(d)))
+        return forms
+
+    def _position_forms(self, t):
+        forms = []
+        a = self.attrs[t]
+        for mask in _BASE_MASKS:
+            d = _desc(a, mask)
+            group = self.matches(d)
+            if len(group) < 2:
+                continue
+            others = [o for o in group if o != t]
+            for word, (axis, sign) in POSITION_WORDS.items():
+                if self._extreme_ok(t, others, axis, sign):
+                    forms.append((10 + sum(mask), f"the {word} {noun_phrase(d)}"))
+        return forms
+
+    def _relation_forms(self, t):
+        forms = []
+        a = self.attrs[t]
+        for r in range(self.n):
+            if r == t:
+                continue
+            ref_forms = [(c, p) for c, p in self._attr_forms(r)]
+            if not ref_forms:
+                continue
+            cmin = min(c for c, _ in ref_forms)
+            ref_phrase = self.pick([p for c, p in ref_forms if c == cmin])
+            for mask in _ATTR_MASKS:
+                d = _desc(a, mask)
+                others = [o for o in self.matches(d) if o != t and o != r]
+                for word, sign in RELATION_WORDS.items():
+                    if self._rel_ok(t, self.centres[r], others, sign):
+                        forms.append((20 + sum(mask) + cmin, f"the {noun_phrase(d)} {word} {ref_phrase}"))
+        return forms
+
+    def single(self):
+        order = self.rng.permutation(self.n)
+        verbose = self.rng.random() < self.verbose_prob
+        for t in order:
+            t = int(t)
+            forms = self._attr_forms(t)
+            if verbose or not forms:
+                forms = forms + self._position_forms(t)
+                if not forms or (verbose and self.rng.random() < 0.25):
+                    forms = forms + self._relation_forms(t)
+            if not forms:
+                continue
+            if verbose:
+                phrase = self.pick(forms)[1]
+            else:
+                cmin = min(c for c, _ in forms)
+                phrase = self.pick([p for c, p in forms if c == cmin])
+            prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
+            return Query(kind="single", prompt=prompt, targets=(t,), phrase=phrase)
+        return None
+
+    # plural ------------------------------------------------------------------
+    def _plural_phrase(self, d):
+        noun = "shape" if self.rng.random() < 0.3 else "object"
+        if self.rng.random() < 0.2:
+            phrase = "every " + noun_phrase(d, plural=False, noun=noun)
+            templates = PLURAL_TEMPLATES[:-1]
+        else:
+            phrase = "all the " + noun_phrase(d, plural=True, noun=noun)
+            templates = PLURAL_TEMPLATES
+        return phrase, self.pick(templates).format(phrase)
+
+    def plural(self):
+        if self.n == 0:
+            return None
+        t = int(self.rng.integers(self.n))
+        if self.rng.random() < 0.05:
+            mask = _ATTR_MASKS[0]
+        else:
+            mask = _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))]
+        d = _desc(self.attrs[t], mask)
+        targets = _sort_targets(self.matches(d), self.centres)
+        phrase, prompt = self._plural_phrase(d)
+        return Query(kind="plural", prompt=prompt, targets=targets, phrase=phrase)
+
+    # absent -------------------------------------------------------------------
+    def absent(self):
+        rng = self.rng
+        d = None
+        for attempt in range(30):
+            if self.n and attempt < 20:  # change one attribute of a present object
+                a = list(self.attrs[int(rng.integers(self.n))])
+                mask = _ATTR_MASKS[1 + int(rng.integers(len(_ATTR_MASKS) - 1))]
+                used = [i for i in range(3) if mask[i]]
+                i = used[int(rng.integers(len(used)))]
+                vocab = (SIZES, _COLOUR_NAMES, SHAPES)[i]
+                a[i] = self.pick([v for v in vocab if v != a[i]])
+                cand = _desc(a, mask)
+            else:  # random description
+                mask = _ATTR_MASKS[4 + int(rng.integers(4))]
+                cand = _desc((self.pick(SIZES), self.pick(_COLOUR_NAMES), self.pick(SHAPES)), mask)
+            if not self.matches(cand):
+                d = cand
+                break
+        if d is None:
+            return None
+        if rng.random() < 0.6:
+            phrase = "the " + noun_phrase(d)
+            prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
+        else:
+            phrase, prompt = self._plural_phrase(d)
+        return Query(kind="absent", prompt=prompt, targets=(), phrase=phrase)
+
+    # describe -----------------------------------------------------------------
+    def describe(self):
+        if self.n == 0:
+            return None
+        t = int(self.rng.integers(self.n))
+        x0, y0, x1, y1 = self.boxes[t]
+        bw, bh = x1 - x0, y1 - y0
+        j = self.rng.uniform(-0.03, 0.03, 4) * (bw, bh, bw, bh)
+        box = (float(np.clip(x0 + j[0], 0, self.W)), float(np.clip(y0 + j[1], 0, self.H)),
+               float(np.clip(x1 + j[2], 0, self.W)), float(np.clip(y1 + j[3], 0, self.H)))
+        size, colour, shape = self.attrs[t]
+        answer = f"{size} {colour} {shape}"
+        return Query(kind="describe", prompt=self.pick(DESCRIBE_TEMPLATES), targets=(),
+                     phrase="the " + answer, input_boxes=(box,), answer_text=answer)
+
+    # relation_box --------------------------------------------------------------
+    def relation_box(self):
+        options = []
+        for r in range(self.n):
+            rc = self.centres[r]
+            for t in range(self.n):
+                if t == r:
+                    continue
+                for mask in _BASE_MASKS:
+                    d = _desc(self.attrs[t], mask)
+                    others = [o for o in self.matches(d) if o != t and o != r]
+                    for word, sign in RELATION_WORDS.items():
+                        if self._rel_ok(t, rc, others, sign):
+                            options.append((t, r, d, word))
+        if not options:
+            return None
+        t, r, d, word = self.pick(options)
+        expr = f"the {noun_phrase(d)} {word}"
+        prompt = self.pick(SINGLE_TEMPLATES).format(expr + " <box>")
+        return Query(kind="relation_box", prompt=prompt, targets=(t,), phrase=expr + " the box",
+                     input_boxes=(self.boxes[r],))
