@@ -299,8 +299,10 @@ def _render_at(shape, extent, verts, cx, cy):
 _BG_KINDS = ("flat", "gradient", "noise", "wood", "checker", "blotches")
 _BG_WEIGHTS = np.array([0.15, 0.2, 0.2, 0.15, 0.12, 0.18])
 _BG_CUM = np.cumsum(_BG_WEIGHTS) / _BG_WEIGHTS.sum()
-# low-saturation tints added to a grey level (neutral, brown, cool, greenish-grey)
-_TINTS = np.array([[0, 0, 0], [24, 8, -18], [-8, 0, 12], [-6, 8, -6]], np.float32)
+# low-saturation relative tints of a grey level (neutral, brown, cool, greenish-grey);
+# saturation of the base colour stays <= ~0.2
+_TINTS = np.array([[0, 0, 0], [0.12, 0.03, -0.09], [-0.05, 0.0, 0.08], [-0.04, 0.05, -0.04]],
+                  np.float32)
 
 _NOISE_BANK: dict[tuple[int, int], np.ndarray] = {}
 _NOISE_PAD = 32
@@ -322,7 +324,7 @@ def _noise_bank(h: int, w: int) -> np.ndarray:
 def _bg_colour(rng) -> np.ndarray:
     level = rng.uniform(60.0, 205.0)
     tint = _TINTS[rng.integers(len(_TINTS))] * rng.uniform(0.0, 1.0)
-    return np.clip(level + tint, 0, 255).astype(np.float32)
+    return np.clip(level * (1.0 + tint), 0, 255).astype(np.float32)
 
 
 def _second_colour(rng, c) -> np.ndarray:
