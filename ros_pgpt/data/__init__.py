@@ -3,8 +3,10 @@ from .scenes import (
     COLOURS, SHAPES, SIZES, QUERY_KINDS, DEFAULT_QUERY_WEIGHTS,
     SceneObject, Scene, Query, Sample, SceneGenerator, describe_object, noun_phrase,
 )
+from .corpus import text_corpus
 
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
     "SceneObject", "Scene", "Query", "Sample", "SceneGenerator", "describe_object", "noun_phrase",
+    "text_corpus",
 ]
