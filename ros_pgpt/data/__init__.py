@@ -4,9 +4,10 @@ from .scenes import (
     SceneObject, Scene, Query, Sample, SceneGenerator, describe_object, noun_phrase,
 )
 from .corpus import text_corpus
+from .refcoco import RefCocoDataset
 
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
     "SceneObject", "Scene", "Query", "Sample", "SceneGenerator", "describe_object", "noun_phrase",
-    "text_corpus",
+    "text_corpus", "RefCocoDataset",
 ]
