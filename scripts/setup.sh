@@ -102,7 +102,8 @@ H_ROS=$(hash_of "$H_TORCH" "$ROOT/requirements-ros.txt")
 H_PYDEPS=$(hash_of "$H_ROS" "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt")
 H_IFACE=$(hash_of "$H_PYDEPS" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/fix_ros_cmake.py" \
   "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv)
-H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/ros_pgpt/__init__.py")
+# pyproject.toml is tool config only (pytest etc.), not an input of the install.
+H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/ros_pgpt/__init__.py")
 
 generated_present() {
   [[ -f "$ROOT/ros_pgpt/msg/__init__.py" && -f "$ROOT/ros_pgpt/srv/__init__.py" ]] &&
@@ -122,7 +123,7 @@ fi
 
 if [[ -z "${ROS_PGPT_SKIP_TOOLCHECK:-}" ]]; then
   for tool in cc c++ make; do
-    command -v "$tool" >/dev/null || die "'$tool' not found: install a C/C++ toolchain (Debian/Ubuntu: apt-get install build-essential)"
+    command -v "$tool" >/dev/null || die "'$tool' not found: install a C/C++ toolchain and CMake (Debian/Ubuntu: apt-get install build-essential cmake)"
   done
   "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
     || die "Python.h not found: install the Python headers (Debian/Ubuntu: apt-get install python$PYVER-dev)"
@@ -188,22 +189,28 @@ if ! step_done interfaces "$H_IFACE" || ! generated_present; then
   log "building interfaces (msg/, srv/) with CMake into $VENV"
   GEN="$STATE/python"   # where CMake installs the Python side (not on sys.path)
   rm -rf "$GEN"
+  # CMake >= 3.20 (rosidl needs it); take it from PyPI when the system has none.
+  CMAKE=cmake
+  if ! command -v cmake >/dev/null || ! cmake --version | head -n1 | awk '{split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 20))}'; then
+    [[ -x "$VENV/bin/cmake" ]] || { log "no CMake >= 3.20 on PATH: installing it from PyPI into the venv"; "${PIP[@]}" "cmake>=3.22,<4"; }
+    CMAKE="$VENV/bin/cmake"
+  fi
   generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   if [[ -f "$BUILD/CMakeCache.txt" ]] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}\$" "$BUILD/CMakeCache.txt"; then
     rm -rf "$BUILD"
   fi
   export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-  cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" \
+  "$CMAKE" -S "$ROOT" -B "$BUILD" "${generator[@]}" \
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$PY" \
     -DPYTHON_INSTALL_DIR=".ros_pgpt/python" \
     -DBUILD_TESTING=OFF > "$STATE/cmake-configure.log" 2>&1 \
     || { tail -n 40 "$STATE/cmake-configure.log" >&2; die "cmake configure failed (full log: $STATE/cmake-configure.log)"; }
-  cmake --build "$BUILD" -j "$(nproc)" > "$STATE/cmake-build.log" 2>&1 \
+  "$CMAKE" --build "$BUILD" -j "$(nproc)" > "$STATE/cmake-build.log" 2>&1 \
     || { tail -n 40 "$STATE/cmake-build.log" >&2; die "cmake build failed (full log: $STATE/cmake-build.log)"; }
-  cmake --install "$BUILD" > "$STATE/cmake-install.log" 2>&1 \
+  "$CMAKE" --install "$BUILD" > "$STATE/cmake-install.log" 2>&1 \
     || { tail -n 40 "$STATE/cmake-install.log" >&2; die "cmake install failed (full log: $STATE/cmake-install.log)"; }
   # The generated Python (msg/, srv/ and the C extension modules) goes next to
   # the hand-written modules in the source tree (gitignored), which the

@@ -9,7 +9,8 @@ import pytest
 
 from ros_helpers import REPO_ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.colcon]
+# The build alone takes ~20-60 s; slow machines get room (setup counts against the timeout).
+pytestmark = [pytest.mark.slow, pytest.mark.colcon, pytest.mark.timeout(900)]
 
 PREFIX = Path(sys.prefix)
 COLCON = PREFIX / 'bin' / 'colcon'
