@@ -25,7 +25,9 @@ from ros_pgpt import __version__
 # Keep sorted; one line per command.
 COMMANDS = {
     'demo': ('ros_pgpt.demo:main', 'run the demo (placeholder: info + interface round trip)'),
+    'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
     'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),
+    'train': ('ros_pgpt.train:main', 'train the grounding model from a config file'),
 }
 
 

@@ -1,0 +1,122 @@
+"""Turning prompts, answers and scenes into token ids and tensors.
+
+Training and inference encode prompts through the same functions, so what the
+model sees at run time is exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .modeling.grounding_model import SequenceBatch
+from .modeling.language_model import BOX, NONE_ANSWER, TokenIds
+from .transforms import Letterbox
+
+# Longest prompt accepted, in characters (the node rejects longer ones).
+MAX_PROMPT_CHARS = 512
+
+
+def normalize_prompt(prompt: str) -> str:
+    """Lower-case, single spaces, no surrounding blanks."""
+    return re.sub(r"\s+", " ", prompt).strip().lower()
+
+
+@dataclass
+class EncodedPrompt:
+    ids: list[int]  # prompt tokens followed by the answer separator
+    box_positions: list[int]  # indices in ``ids`` of <box> placeholders
+    boxes: np.ndarray  # (K, 4) unit xyxy boxes for those placeholders
+
+
+def encode_prompt(tokenizer, ids: TokenIds, prompt: str, boxes_unit=()) -> EncodedPrompt:
+    """Tokenize a prompt; each literal "<box>" takes the next box of ``boxes_unit``."""
+    text = normalize_prompt(prompt)
+    if not text:
+        raise ValueError("the prompt is empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+    boxes = np.asarray(boxes_unit, dtype=np.float32).reshape(-1, 4)
+    if text.count(BOX) != len(boxes):
+        raise ValueError(f"the prompt has {text.count(BOX)} {BOX} placeholders but {len(boxes)} boxes were given")
+    token_ids = tokenizer.encode(text, add_special_tokens=False) + [ids.sep]
+    positions = [i for i, token in enumerate(token_ids) if token == ids.box]
+    return EncodedPrompt(ids=token_ids, box_positions=positions, boxes=boxes)
+
+
+def answer_ids(tokenizer, ids: TokenIds, query) -> list[int]:
+    """Target answer: one <obj> per target, "none", or the description text; then <eos>."""
+    if query.kind == "describe":
+        body = tokenizer.encode(query.answer_text, add_special_tokens=False)
+    elif query.targets:
+        body = [ids.obj] * len(query.targets)
+    else:
+        body = tokenizer.encode(NONE_ANSWER, add_special_tokens=False)
+    return body + [ids.eos]
+
+
+def image_tensor(image: np.ndarray, letterbox: Letterbox) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> (3, S, S) float in [0, 1]."""
+    square = letterbox.apply_image(image)
+    return torch.from_numpy(square).permute(2, 0, 1).float().div_(255.0)
+
+
+def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int):
+    """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch)."""
+    images, rows = [], []
+    for scene_index, (scene, queries) in enumerate(items):
+        letterbox = Letterbox.for_image(scene.image, image_size)
+        images.append(image_tensor(scene.image, letterbox))
+        for query in queries:
+            rows.append((scene_index, letterbox, scene, query))
+
+    text, labels, box_refs, obj_refs = [], [], [], []
+    for row, (scene_index, letterbox, scene, query) in enumerate(rows):
+        prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
+        answer = answer_ids(tokenizer, ids, query)
+        sequence = prompt.ids + answer
+        # Logit at position t predicts token t+1: supervise from the separator on.
+        target = [-100] * (len(prompt.ids) - 1) + answer + [-100]
+        text.append(sequence)
+        labels.append(target)
+        box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
+        for k, index in enumerate(query.targets):
+            obj = scene.objects[index]
+            obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
+                             letterbox.apply_mask(obj.mask, mask_side)))
+
+    length = max(len(t) for t in text)
+    text_ids = torch.full((len(text), length), ids.pad, dtype=torch.long)
+    label_ids = torch.full((len(text), length), -100, dtype=torch.long)
+    text_mask = torch.zeros((len(text), length), dtype=torch.bool)
+    for row, (sequence, target) in enumerate(zip(text, labels)):
+        text_ids[row, :len(sequence)] = torch.tensor(sequence)
+        label_ids[row, :len(target)] = torch.tensor(target)
+        text_mask[row, :len(sequence)] = True
+
+    def column(refs, index, dtype=torch.long):
+        return torch.tensor([r[index] for r in refs], dtype=dtype)
+
+    batch = SequenceBatch(
+        scene_index=torch.tensor([r[0] for r in rows], dtype=torch.long),
+        text_ids=text_ids, text_mask=text_mask, labels=label_ids,
+        box_rows=column(box_refs, 0), box_cols=column(box_refs, 1),
+        box_values=torch.tensor(np.array([r[2] for r in box_refs], np.float32).reshape(-1, 4)),
+        obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=_slots([rows[r[0]][0] for r in obj_refs]),
+        obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
+        obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
+    )
+    return torch.stack(images), batch
+
+
+def _slots(frames: list[int]) -> torch.Tensor:
+    """Running index of each entry among the entries of the same frame."""
+    seen: dict[int, int] = {}
+    slots = []
+    for frame in frames:
+        slots.append(seen.get(frame, 0))
+        seen[frame] = slots[-1] + 1
+    return torch.tensor(slots, dtype=torch.long)

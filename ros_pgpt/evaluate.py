@@ -1,0 +1,170 @@
+"""Held-out evaluation: ``ros-pgpt eval --checkpoint DIR --json``.
+
+Metrics per visual-token count, on scenes from a seed range no training run
+draws from:
+- ``acc50``: single-object prompts whose first object has box IoU >= 0.5;
+- ``miou``: mean mask IoU on single-object prompts (0 when nothing was found);
+- ``plural_f1``: F1 of boxes at IoU >= 0.5 on "all the ..." prompts (micro);
+- ``absent_acc``: prompts about absent objects answered with no objects;
+- ``describe_acc``: "what is in <box>?" answered with the exact attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EVAL_SEED_BASE = 10**12  # far above any training seed (train seeds are < 10**11)
+SINGLE_KINDS = ("single", "relation_box")
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def match_boxes(predicted, targets, threshold: float = 0.5) -> int:
+    """Greedy one-to-one matching by IoU; returns the number of true positives."""
+    pairs = sorted(((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(targets)),
+                   reverse=True)
+    used_p, used_t, hits = set(), set(), 0
+    for iou, i, j in pairs:
+        if iou < threshold:
+            break
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+            hits += 1
+    return hits
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.single = self.single_hits = 0
+        self.ious: list[float] = []
+        self.tp = self.fp = self.fn = 0
+        self.absent = self.absent_ok = 0
+        self.describe = self.describe_ok = 0
+        self.latency: list[float] = []
+
+    def add(self, scene, query, result) -> None:
+        boxes = [o.box for o in result.objects]
+        self.latency.append(result.timings.get("total", 0.0))
+        if query.kind in SINGLE_KINDS:
+            target = scene.objects[query.targets[0]]
+            self.single += 1
+            if boxes and box_iou(boxes[0], target.box) >= 0.5:
+                self.single_hits += 1
+            first = result.objects[0].mask if result.objects else None
+            self.ious.append(mask_iou(first, target.mask) if first is not None else 0.0)
+        elif query.kind == "plural":
+            hits = match_boxes(boxes, [scene.objects[i].box for i in query.targets])
+            self.tp += hits
+            self.fp += len(boxes) - hits
+            self.fn += len(query.targets) - hits
+        elif query.kind == "absent":
+            self.absent += 1
+            self.absent_ok += not result.objects
+        elif query.kind == "describe":
+            self.describe += 1
+            self.describe_ok += result.answer.strip() == query.answer_text
+
+    def summary(self) -> dict:
+        f1_den = 2 * self.tp + self.fp + self.fn
+        return {
+            "acc50": _ratio(self.single_hits, self.single),
+            "miou": round(float(np.mean(self.ious)), 4) if self.ious else None,
+            "plural_f1": round(2 * self.tp / f1_den, 4) if f1_den else None,
+            "absent_acc": _ratio(self.absent_ok, self.absent),
+            "describe_acc": _ratio(self.describe_ok, self.describe),
+            "counts": {"single": self.single, "plural_targets": self.tp + self.fn, "absent": self.absent,
+                       "describe": self.describe},
+            "latency_ms_p50": round(float(np.median(self.latency)), 2) if self.latency else None,
+        }
+
+
+def _ratio(hits: int, total: int):
+    return round(hits / total, 4) if total else None
+
+
+def evaluate_predictor(predictor, *, samples: int, token_counts: list[int], seed: int = 0,
+                       resolutions=((640, 480),), queries_per_scene: int = 4) -> dict:
+    """Ground every held-out query at every token count; one frame encode per scene."""
+    from .data import SceneGenerator
+
+    generator = SceneGenerator(resolutions=[tuple(r) for r in resolutions])
+    tallies = {count: _Tally() for count in token_counts}
+    for index in range(samples):
+        sample = generator.sample(EVAL_SEED_BASE + seed * 100_000 + index, n_queries=queries_per_scene)
+        predictor.set_image(sample.scene.image, key=("eval", index))
+        for query in sample.queries:
+            for count in token_counts:
+                result = predictor.ground(None, query.prompt, visual_tokens=count, masks=True,
+                                          boxes=query.input_boxes)
+                tallies[count].add(sample.scene, query, result)
+    return {str(count): tally.summary() for count, tally in tallies.items()}
+
+
+def evaluate_model(model, *, samples: int, token_counts: list[int], seed: int = 0) -> dict:
+    """Evaluate a model in training (single count: flattened metrics for the log)."""
+    from .predictor import Predictor
+
+    was_training = model.training
+    try:
+        results = evaluate_predictor(Predictor(model), samples=samples, token_counts=token_counts, seed=seed)
+    finally:
+        model.train(was_training)
+    return results[str(token_counts[0])] if len(token_counts) == 1 else results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .predictor import Predictor
+
+    parser = argparse.ArgumentParser(prog="ros-pgpt eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
+    parser.add_argument("--samples", type=int, default=300, help="held-out scenes (4 prompts each)")
+    parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M)")
+    parser.add_argument("--seed", type=int, default=0, help="held-out split seed")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                        help="write the report as JSON (to FILE, or stdout)")
+    args = parser.parse_args(argv)
+    from .build import checkpoint_metadata
+    from .checkpoints import default_checkpoint
+
+    directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    predictor = Predictor.from_checkpoint(directory)
+    maximum = predictor.max_visual_tokens
+    counts = [int(t) for t in args.tokens.split(",")] if args.tokens else sorted({maximum // 4, maximum // 2, maximum})
+    started = time.perf_counter()
+    results = evaluate_predictor(predictor, samples=args.samples, token_counts=counts, seed=args.seed)
+    metadata = checkpoint_metadata(directory)
+    report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
+              "max_visual_tokens": maximum, "train_steps": metadata.get("step"),
+              "train_wall_s": metadata.get("train_wall_s"), "eval_wall_s": round(time.perf_counter() - started, 1),
+              "results": results}
+    text = json.dumps(report, indent=2)
+    if args.json == "-":
+        print(text)
+    else:
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+        for count, metrics in results.items():
+            print(f"tokens={count:>3}  " + "  ".join(f"{k}={v}" for k, v in metrics.items() if k != "counts"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

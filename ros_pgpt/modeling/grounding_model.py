@@ -1,0 +1,143 @@
+"""The grounding model: vision encoder -> elastic projector -> LLM -> perception heads.
+
+A sequence is ``<bos> <image> v_1..v_n </image> prompt <answer> answer <eos>``.
+The image prefix comes first so its KV cache serves every prompt on a frame.
+An answer is one ``<obj>`` per object (left to right), the word "none", or
+text (for "what is in <box>?"). The hidden state at each ``<obj>`` is decoded
+into a box and a mask; the next input embedding carries that box back through
+the perception encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .language_model import LanguageModel
+from .losses import dice_loss, generalized_box_iou
+from .perception import PerceptionDecoder, PerceptionEncoder
+
+
+@dataclass
+class FrameFeatures:
+    """Everything the model keeps about one batch of frames (cached per frame at run time)."""
+
+    pyramid: list[torch.Tensor]
+    memory: torch.Tensor  # (B, L, dim) decoder attention memory
+    mask_map: torch.Tensor  # (B, C, h, w) decoder mask features
+
+
+@dataclass
+class SequenceBatch:
+    """Text side of a training batch; positions index the text part (after the image prefix)."""
+
+    scene_index: torch.Tensor  # (N,) which frame each sequence reads
+    text_ids: torch.Tensor  # (N, T) right-padded
+    text_mask: torch.Tensor  # (N, T) bool
+    labels: torch.Tensor  # (N, T) next-token targets, -100 = ignore
+    box_rows: torch.Tensor  # (Kb,) <box> placeholders
+    box_cols: torch.Tensor
+    box_values: torch.Tensor  # (Kb, 4) unit xyxy
+    obj_rows: torch.Tensor  # (Ko,) <obj> answer tokens
+    obj_cols: torch.Tensor
+    obj_slots: torch.Tensor  # (Ko,) index of the object among its frame's objects
+    obj_boxes: torch.Tensor  # (Ko, 4) unit xyxy targets
+    obj_masks: torch.Tensor  # (Ko, h, w) soft targets on the mask grid
+
+
+class GroundingModel(nn.Module):
+    def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
+                 perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
+                 image_size: int) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.projector = projector
+        self.language_model = language_model
+        self.perception_encoder = perception_encoder
+        self.perception_decoder = perception_decoder
+        self.image_size = image_size
+
+    @property
+    def ids(self):
+        return self.language_model.ids
+
+    @property
+    def mask_side(self) -> int:
+        return self.image_size // self.image_encoder.strides[0]
+
+    # -- frame side -------------------------------------------------------
+    def encode_frames(self, images: torch.Tensor, pyramid: list[torch.Tensor] | None = None) -> FrameFeatures:
+        """images (B, 3, S, S) in [0, 1] -> features reused by every prompt on them.
+
+        ``pyramid``: the encoder's outputs when computed elsewhere (a frozen
+        encoder run by ONNX Runtime during training).
+        """
+        if pyramid is None:
+            # A frozen encoder runs without autograd even inside a training step.
+            trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
+            with torch.set_grad_enabled(trains):
+                pyramid = self.image_encoder(images)
+        memory, mask_map = self.perception_decoder.encode_pixels(pyramid)
+        return FrameFeatures(pyramid=pyramid, memory=memory, mask_map=mask_map)
+
+    def image_prefix(self, frames: FrameFeatures, num_tokens: int) -> torch.Tensor:
+        """(B, n + 3, D) embeddings of ``<bos> <image> visual tokens </image>``."""
+        visual = self.projector(frames.pyramid, num_tokens)
+        batch = visual.shape[0]
+        ids = self.ids
+        head = self.language_model.embed(torch.tensor([ids.bos, ids.image_start], device=visual.device))
+        tail = self.language_model.embed(torch.tensor([ids.image_end], device=visual.device))
+        return torch.cat([head.expand(batch, -1, -1), visual, tail.expand(batch, -1, -1)], dim=1)
+
+    # -- training ---------------------------------------------------------
+    def text_embeddings(self, batch: SequenceBatch) -> torch.Tensor:
+        """Token embeddings plus perception-encoder codes for input boxes and object feedback."""
+        embeds = self.language_model.embed(batch.text_ids)
+        extra = torch.zeros_like(embeds)
+        if batch.box_rows.numel():
+            extra[batch.box_rows, batch.box_cols] = self.perception_encoder(batch.box_values)
+        # The token after each <obj> carries the box just found (teacher forcing).
+        follow = batch.obj_cols + 1
+        keep = follow < embeds.shape[1]
+        if keep.any():
+            extra[batch.obj_rows[keep], follow[keep]] += self.perception_encoder(batch.obj_boxes[keep])
+        return embeds + extra
+
+    def forward(self, images: torch.Tensor, batch: SequenceBatch, num_tokens: int,
+                pyramid: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced losses for one batch at one visual-token count.
+
+        The image prefix runs once per frame; its KV cache is then gathered for
+        every prompt on that frame (as at run time), which keeps the LLM cost
+        per prompt to its text tokens.
+        """
+        from transformers import DynamicCache
+
+        frames = self.encode_frames(images, pyramid)
+        prefix = self.image_prefix(frames, num_tokens)
+        prefix_len = prefix.shape[1]
+        cache = DynamicCache()
+        self.language_model(prefix, past_key_values=cache)
+        cache.batch_select_indices(batch.scene_index)
+        embeds = self.text_embeddings(batch)
+        rows = embeds.shape[0]
+        attention = torch.cat([batch.text_mask.new_ones(rows, prefix_len), batch.text_mask], dim=1)
+        positions = torch.arange(prefix_len, prefix_len + embeds.shape[1], device=embeds.device)
+        hidden, logits, _ = self.language_model(embeds, attention_mask=attention.long(), past_key_values=cache,
+                                                position_ids=positions.expand(rows, -1))
+        lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=-100)
+        losses = {"lm": lm}
+        if batch.obj_rows.numel():
+            frame = batch.scene_index[batch.obj_rows]
+            slots = hidden.new_zeros(images.shape[0], int(batch.obj_slots.max()) + 1, hidden.shape[-1])
+            slots[frame, batch.obj_slots] = hidden[batch.obj_rows, batch.obj_cols]
+            boxes, mask_logits = self.perception_decoder(slots, frames.memory, frames.mask_map)
+            boxes, mask_logits = boxes[frame, batch.obj_slots], mask_logits[frame, batch.obj_slots]
+            losses["box_l1"] = F.l1_loss(boxes, batch.obj_boxes)
+            losses["box_giou"] = (1 - generalized_box_iou(boxes, batch.obj_boxes)).mean()
+            losses["mask_bce"] = F.binary_cross_entropy_with_logits(mask_logits, batch.obj_masks)
+            losses["mask_dice"] = dice_loss(mask_logits, batch.obj_masks)
+        return losses

@@ -1,0 +1,97 @@
+"""PerceptionGPT's light heads around the LLM.
+
+- ``PerceptionEncoder``: a box -> one LLM input embedding, so prompts can hold
+  boxes ("what is in <box>?") and the token after each decoded object knows
+  which object was just found.
+- ``PerceptionDecoder``: a perception token's hidden state -> a box and a
+  full-resolution mask. The hidden state becomes a query that cross-attends to
+  a stride-8 feature pyramid map, then an MLP regresses the box and a dot
+  product with a stride-4 map gives mask logits. The pixel side
+  (``encode_pixels``) depends only on the frame and is cached per frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import MLP, LayerNorm2d, box_fourier, sincos_2d
+
+
+class PerceptionEncoder(nn.Module):
+    """Unit xyxy box -> LLM-width embedding."""
+
+    def __init__(self, *, out_dim: int, code_dim: int = 32) -> None:
+        super().__init__()
+        self.code_dim = code_dim
+        self.mlp = MLP(dims=[4 * code_dim, out_dim, out_dim])
+
+    def forward(self, boxes: torch.Tensor) -> torch.Tensor:
+        return self.mlp(box_fourier(boxes, self.code_dim))
+
+
+class _CrossAttentionBlock(nn.Module):
+    def __init__(self, *, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = MLP(dims=[dim, dim * 4, dim])
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attn(self.norm_q(query), keys, values, need_weights=False)
+        query = query + attended
+        return query + self.mlp(self.norm_mlp(query))
+
+
+class PerceptionDecoder(nn.Module):
+    """Hidden states + cached pixel features -> (unit xyxy boxes, mask logits)."""
+
+    def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
+                 layers: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        self.dim = dim
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in feature_channels)
+        self.smooth = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), LayerNorm2d(dim), nn.GELU())
+        self.mask_features = nn.Sequential(LayerNorm2d(dim), nn.GELU(), nn.Conv2d(dim, dim // 2, 1))
+        self.query = MLP(dims=[hidden_dim, dim, dim])
+        self.blocks = nn.ModuleList(_CrossAttentionBlock(dim=dim, heads=heads) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(dim)
+        self.box_head = MLP(dims=[dim, dim, 4])
+        self.mask_embed = MLP(dims=[dim, dim, dim // 2])
+
+    def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, dim/2, H/4, W/4)).
+
+        A top-down FPN down to stride 8 feeds the attention; the stride-4 map
+        for the masks adds the finest level with 1x1 convs only (it is large).
+        """
+        x = self.lateral[3](features[3])
+        for level in (2, 1):
+            lateral = self.lateral[level](features[level])
+            x = lateral + F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+        stride8 = self.smooth(x)
+        fine = self.lateral[0](features[0])
+        fine = fine + F.interpolate(stride8, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        mask_map = self.mask_features(fine)
+        height, width = stride8.shape[-2:]
+        memory = stride8.flatten(2).transpose(1, 2)
+        memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
+        return memory, mask_map
+
+    def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
+                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``.
+
+        Queries do not attend to each other, so padding slots change nothing.
+        Returns boxes (B, K, 4) unit xyxy and mask logits (B, K, h, w).
+        """
+        query = self.query(hidden)
+        for block in self.blocks:
+            query = block(query, memory, memory)
+        query = self.norm_out(query)
+        cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), mask_map)
+        return boxes, logits
