@@ -24,9 +24,16 @@ from ros_pgpt import __version__
 
 # Keep sorted; one line per command.
 COMMANDS = {
+    'bench': ('ros_pgpt.bench:main', 'end-to-end query latency per backend, stage and token count'),
     'demo': ('ros_pgpt.demo:main', 'run the demo (placeholder: info + interface round trip)'),
     'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
+    'export': ('ros_pgpt.export.onnx_export:main', 'export a checkpoint to ONNX (+int8 LLM, +TensorRT engines) with a manifest'),
     'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),
+    'make-bag': ('ros_pgpt.bags:make_bag_main', 'write the sample camera bag (synthetic scene, + ground-truth JSON)'),
+    'node': ('ros_pgpt.node:main', 'run the perception node (= ros2 run ros_pgpt perception_node; --ros-args ...)'),
+    'query': ('ros_pgpt.node.query:main', 'ask the running node for objects in words; print boxes/masks'),
+    'record': ('ros_pgpt.bags:record_main', "record topics (default: the node's detections) into a bag"),
+    'replay': ('ros_pgpt.bags:replay_main', 'publish a ROS 2 bag (mcap/sqlite3) with its original timing'),
     'train': ('ros_pgpt.train:main', 'train the grounding model from a config file'),
 }
 

@@ -1,0 +1,388 @@
+"""ROS 2 bags without rosbag2: make the sample camera bag, replay and record.
+
+rosbag2 is not on PyPI; the pure-Python ``rosbags`` library reads and writes
+ROS 2 bags (mcap and sqlite3) and rclpy publishes/subscribes raw CDR bytes,
+which is exactly what a bag stores, so messages pass through untouched.
+
+* ``make_sample_bag(out)``   ``ros-pgpt make-bag OUT``: a short 640x480 rgb8
+  camera stream of one synthetic tabletop scene with slow camera jitter, plus
+  ``OUT/ground_truth.json`` (objects, per-frame offsets, answerable queries);
+* ``replay(bag)``            ``ros-pgpt replay BAG``: publish with the original
+  timing (``--rate``, ``--loop``, ``--remap``);
+* ``record(out, topics)``    ``ros-pgpt record OUT``: subscribe raw and write;
+  the ros_pgpt message types are registered from ``msg/*.msg`` so detections
+  can be recorded and read back.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GROUND_TRUTH = 'ground_truth.json'
+DEFAULT_TOPIC = '/camera/image_raw'
+DEFAULT_RECORD_TOPICS = ('/ros_pgpt/detections',)
+MSG_DIR = Path(__file__).resolve().parent.parent / 'msg'
+
+
+# --------------------------------------------------------------------------- types
+def _interface_texts() -> dict[str, str]:
+    """ros_pgpt message definitions: from the source tree, else from the installed share/."""
+    texts = {}
+    candidates = [MSG_DIR]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory('ros_pgpt')) / 'msg')
+    except Exception:  # noqa: BLE001 - no ament index (venv route): the source tree has them
+        pass
+    for folder in candidates:
+        for path in sorted(folder.glob('*.msg')) if folder.is_dir() else ():
+            texts.setdefault(f'ros_pgpt/msg/{path.stem}', path.read_text())
+        if texts:
+            break
+    return texts
+
+
+def typestore():
+    """A rosbags typestore (ROS 2 Kilted) with the ros_pgpt message types registered."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for name, text in _interface_texts().items():
+        types.update(get_types_from_msg(text, name))
+    store.register(types)
+    return store
+
+
+def msg_class(msgtype: str):
+    """'sensor_msgs/msg/Image' -> the rclpy message class."""
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
+
+
+# --------------------------------------------------------------------------- the sample bag
+def _shift(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    import cv2
+
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _shift_box(box, dx, dy, width, height):
+    x0, y0, x1, y1 = box
+    return [float(min(max(x0 + dx, 0), width)), float(min(max(y0 + dy, 0), height)),
+            float(min(max(x1 + dx, 0), width)), float(min(max(y1 + dy, 0), height))]
+
+
+def jitter(index: int, fps: float, amplitude: float = 3.0) -> tuple[int, int]:
+    """Slow camera jitter: a few pixels, one cycle every ~4 s."""
+    t = index / fps
+    return int(round(amplitude * math.sin(2 * math.pi * t / 4.0))), int(round(amplitude * 0.7 * math.sin(2 * math.pi * t / 3.0 + 1.0)))
+
+
+def make_sample_bag(out, *, frames: int = 40, fps: float = 10.0, seed: int = 7, width: int = 640,
+                    height: int = 480, topic: str = DEFAULT_TOPIC, frame_id: str = 'camera',
+                    compressed: bool = False, storage: str = 'mcap', start_sec: int = 1_700_000_000) -> dict:
+    """Write a camera bag of one synthetic scene with slow jitter; returns the ground truth dict."""
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ros_pgpt import ros_io
+    from ros_pgpt.data import SceneGenerator
+
+    if frames < 1 or fps <= 0:
+        raise ValueError('need frames >= 1 and fps > 0')
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f'{out} exists; remove it or choose another name')
+    sample = SceneGenerator(resolutions=[(width, height)], min_objects=3, max_objects=6).sample(seed, n_queries=16)
+    scene = sample.scene
+    msgtype = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
+    if compressed and not topic.endswith('/compressed'):
+        topic = topic.rstrip('/') + '/compressed'
+    store = typestore()
+    plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
+    period_ns = int(round(1e9 / fps))
+    start_ns = int(start_sec) * 1_000_000_000
+    offsets = []
+    with Writer(out, version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection(topic, msgtype, typestore=store)
+        for i in range(frames):
+            dx, dy = jitter(i, fps)
+            offsets.append([dx, dy])
+            image = _shift(scene.image, dx, dy)
+            stamp_ns = start_ns + i * period_ns
+            if compressed:
+                msg = ros_io.rgb_to_compressed_msg(image, 'jpeg', quality=92)
+            else:
+                msg = ros_io.rgb_to_image_msg(image, 'rgb8')
+            msg.header.frame_id = frame_id
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            writer.write(conn, stamp_ns, serialize_message(msg))
+    last_dx, last_dy = offsets[-1]
+    objects = [{'colour': o.colour, 'shape': o.shape, 'size': o.size, 'box': [float(v) for v in o.box],
+                'box_last_frame': _shift_box(o.box, last_dx, last_dy, width, height)} for o in scene.objects]
+    queries = []
+    for q in sample.queries:
+        if q.input_boxes or q.kind == 'describe':  # the Query service has no input boxes
+            continue
+        if any(q.prompt == seen['prompt'] for seen in queries):
+            continue
+        queries.append({'prompt': q.prompt, 'kind': q.kind, 'targets': list(q.targets),
+                        'boxes_last_frame': [objects[t]['box_last_frame'] for t in q.targets]})
+    truth = {
+        'topic': topic, 'msgtype': msgtype, 'frame_id': frame_id, 'width': width, 'height': height,
+        'frames': frames, 'fps': fps, 'seed': seed, 'storage': storage,
+        'first_stamp_ns': start_ns, 'last_stamp_ns': start_ns + (frames - 1) * period_ns,
+        'offsets': offsets, 'objects': objects, 'queries': queries,
+        'note': 'boxes in source pixels (x0, y0, x1, y1), max exclusive; box = frame without offset, '
+                'box_last_frame = in the last frame (offset applied)',
+    }
+    (out / GROUND_TRUTH).write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def load_ground_truth(bag) -> dict | None:
+    path = Path(bag) / GROUND_TRUTH
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_frames(bag, topic: str | None = None):
+    """Yield (timestamp_ns, rclpy message) of image topics in a bag (for the demo/tests)."""
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if topic is None or c.topic == topic]
+        for conn, t, raw in reader.messages(connections=conns):
+            yield t, deserialize_message(bytes(raw), msg_class(conn.msgtype))
+
+
+# --------------------------------------------------------------------------- replay
+def _parse_remaps(pairs) -> dict[str, str]:
+    remap = {}
+    for pair in pairs or ():
+        src, sep, dst = pair.partition(':=')
+        if not sep or not src or not dst:
+            raise ValueError(f'bad remap {pair!r}: use FROM:=TO')
+        remap[src] = dst
+    return remap
+
+
+def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=None,
+           wait_subscribers: float = 10.0, context=None, log=print, stop=None) -> int:
+    """Publish a bag's messages with their original spacing (scaled by 1/rate). Returns messages sent."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.rosbag2 import Reader
+
+    if rate <= 0:
+        raise ValueError('rate must be > 0')
+    remap = dict(remap or {})
+    own = context is None
+    ctx = context or rclpy.Context()
+    if own:
+        rclpy.init(context=ctx, args=[])
+    node = rclpy.create_node(f'ros_pgpt_replay_{int(time.time() * 1000) % 100000}', context=ctx)
+    sent = 0
+    try:
+        with Reader(bag) as reader:
+            conns = [c for c in reader.connections if not topics or c.topic in topics]
+            if not conns:
+                raise ValueError(f'{bag}: no messages on {topics or "any topic"}')
+            pubs = {}
+            for c in conns:
+                name = remap.get(c.topic, c.topic)
+                if name not in pubs:
+                    pubs[name] = node.create_publisher(msg_class(c.msgtype), name,
+                                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            deadline = time.monotonic() + wait_subscribers
+            while wait_subscribers > 0 and time.monotonic() < deadline:
+                if all(p.get_subscription_count() > 0 for p in pubs.values()):
+                    break
+                time.sleep(0.05)
+            else:
+                if wait_subscribers > 0:
+                    lonely = [n for n, p in pubs.items() if p.get_subscription_count() == 0]
+                    if lonely:
+                        log(f'replay: no subscriber on {", ".join(lonely)} after {wait_subscribers:g} s; publishing anyway')
+            log(f'replay: {bag}: {sum(c.msgcount for c in conns)} messages on '
+                f'{", ".join(f"{remap.get(c.topic, c.topic)} ({c.msgtype})" for c in conns)}'
+                f' at rate {rate:g}{" (loop)" if loop else ""}')
+            while True:
+                t_first = None
+                wall0 = time.monotonic()
+                for conn, t, raw in reader.messages(connections=conns):
+                    if stop is not None and stop():
+                        return sent
+                    if t_first is None:
+                        t_first = t
+                    due = wall0 + (t - t_first) / 1e9 / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    pubs[remap.get(conn.topic, conn.topic)].publish(bytes(raw))
+                    sent += 1
+                if not loop or (stop is not None and stop()):
+                    break
+            # Let reliable deliveries finish before the publishers go away.
+            time.sleep(0.3)
+    finally:
+        node.destroy_node()
+        if own:
+            rclpy.try_shutdown(context=ctx)
+    return sent
+
+
+# --------------------------------------------------------------------------- record
+def record(out, topics=DEFAULT_RECORD_TOPICS, *, duration: float | None = None, storage: str = 'mcap',
+           discovery_timeout: float = 10.0, context=None, log=print, stop=None) -> dict[str, int]:
+    """Record ``topics`` (raw CDR) into a new bag until ``duration`` s, SIGINT or ``stop()``."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f'{out} exists; remove it or choose another name')
+    store = typestore()
+    own = context is None
+    ctx = context or rclpy.Context()
+    if own:
+        rclpy.init(context=ctx, args=[], signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node(f'ros_pgpt_record_{int(time.time() * 1000) % 100000}', context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    counts = {t: 0 for t in topics}
+    stopping = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(1)) if own else None
+    t_start = time.monotonic()
+    try:
+        # Discover each topic's type from the graph (the publishers must exist).
+        types = {}
+        deadline = time.monotonic() + discovery_timeout
+        while len(types) < len(topics):
+            graph = dict(node.get_topic_names_and_types())
+            for t in topics:
+                if t in graph and graph[t]:
+                    types[t] = graph[t][0]
+            if len(types) == len(topics) or time.monotonic() > deadline or stopping:
+                break
+            executor.spin_once(timeout_sec=0.05)
+        missing = [t for t in topics if t not in types]
+        if missing:
+            log(f'record: no publisher seen for {", ".join(missing)} within {discovery_timeout:g} s; '
+                f'not recording {"it" if len(missing) == 1 else "them"}')
+        if not types:
+            raise RuntimeError('nothing to record: none of the topics has a publisher')
+        plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
+        with Writer(out, version=9, storage_plugin=plugin) as writer:
+            conns = {}
+            for t, msgtype in types.items():
+                if msgtype not in store.fielddefs:
+                    raise RuntimeError(f'record: type {msgtype} of {t} is unknown to the rosbags typestore')
+                conns[t] = writer.add_connection(t, msgtype, typestore=store)
+
+                def on_msg(raw, t=t):
+                    writer.write(conns[t], time.time_ns(), raw)
+                    counts[t] += 1
+                node.create_subscription(msg_class(msgtype), t, on_msg,
+                                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE), raw=True)
+            log(f'record: {out}: recording {", ".join(f"{t} ({m})" for t, m in types.items())}'
+                f'{f" for {duration:g} s" if duration else " until Ctrl-C"}')
+            while not stopping and not (stop is not None and stop()):
+                if duration is not None and time.monotonic() - t_start >= duration:
+                    break
+                executor.spin_once(timeout_sec=0.05)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        if own:
+            rclpy.try_shutdown(context=ctx)
+    log(f'record: wrote {sum(counts.values())} messages to {out} '
+        f'({", ".join(f"{t}: {n}" for t, n in counts.items())})')
+    return counts
+
+
+# --------------------------------------------------------------------------- commands
+def make_bag_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='ros-pgpt make-bag', description='write the sample camera bag')
+    parser.add_argument('out', help='bag directory to create')
+    parser.add_argument('--frames', type=int, default=40, help='number of frames (default 40)')
+    parser.add_argument('--fps', type=float, default=10.0, help='frame rate of the header stamps (default 10)')
+    parser.add_argument('--seed', type=int, default=7, help='scene seed (default 7)')
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--topic', default=DEFAULT_TOPIC)
+    parser.add_argument('--compressed', action='store_true', help='jpeg CompressedImage on TOPIC/compressed')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    args = parser.parse_args(argv)
+    try:
+        truth = make_sample_bag(args.out, frames=args.frames, fps=args.fps, seed=args.seed, width=args.width,
+                                height=args.height, topic=args.topic, compressed=args.compressed,
+                                storage=args.storage)
+    except (ValueError, FileExistsError) as exc:
+        print(f'ros-pgpt make-bag: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.out}: {truth["frames"]} frames {truth["width"]}x{truth["height"]} on {truth["topic"]} '
+          f'at {truth["fps"]:g} Hz, {len(truth["objects"])} objects, {len(truth["queries"])} queries in '
+          f'{Path(args.out) / GROUND_TRUTH}')
+    return 0
+
+
+def replay_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='ros-pgpt replay', description='publish a ROS 2 bag with its timing')
+    parser.add_argument('bag', help='bag directory (mcap or sqlite3)')
+    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')
+    parser.add_argument('--loop', action='store_true', help='start over at the end (until Ctrl-C)')
+    parser.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO', help='rename topics')
+    parser.add_argument('--topics', nargs='+', help='only these topics (bag names)')
+    parser.add_argument('--wait-subscribers', type=float, default=10.0, metavar='S',
+                        help='wait up to S s for a subscriber on every topic before starting (default 10)')
+    args = parser.parse_args(argv)
+    try:
+        remap = _parse_remaps(args.remap)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        sent = replay(args.bag, rate=args.rate, loop=args.loop, remap=remap, topics=args.topics,
+                      wait_subscribers=args.wait_subscribers)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a clear one-line error for the command line
+        print(f'ros-pgpt replay: {type(exc).__name__}: {exc}', file=sys.stderr)
+        return 1
+    print(f'replay: published {sent} messages')
+    return 0
+
+
+def record_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='ros-pgpt record', description='record topics into a ROS 2 bag')
+    parser.add_argument('out', help='bag directory to create')
+    parser.add_argument('--topics', nargs='+', default=list(DEFAULT_RECORD_TOPICS),
+                        help=f'topics (default {" ".join(DEFAULT_RECORD_TOPICS)})')
+    parser.add_argument('--duration', type=float, metavar='S', help='stop after S seconds (default: Ctrl-C)')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    parser.add_argument('--discovery-timeout', type=float, default=10.0, metavar='S',
+                        help='wait up to S s for the topics to appear (default 10)')
+    args = parser.parse_args(argv)
+    try:
+        counts = record(args.out, args.topics, duration=args.duration, storage=args.storage,
+                        discovery_timeout=args.discovery_timeout)
+    except (RuntimeError, FileExistsError) as exc:
+        print(f'ros-pgpt record: {exc}', file=sys.stderr)
+        return 1
+    return 0 if counts else 1

@@ -1,0 +1,142 @@
+"""The perception node's parameters: names, defaults, descriptors, validation.
+
+Two classes of parameters:
+
+* **load-time** (``checkpoint``, ``backend``, ``input``, ``qos_reliability``,
+  ``qos_depth``, ``queue_size``, ``autostart``): used at configure/activate;
+  changing them is refused while the node is configured (deactivate + cleanup
+  first, then configure again);
+* **run-time** (everything else): validated on change and used from the
+  next query/frame on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ros_pgpt.batching import MAX_PROMPT_CHARS
+from ros_pgpt.ros_io import DEFAULT_MAX_IMAGE_PIXELS
+
+INPUTS = ('raw', 'compressed')
+RELIABILITIES = ('reliable', 'best_effort')
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: object
+    description: str
+    kind: str  # bool | int | double | string | string_array
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    load_time: bool = False
+    choices: tuple = ()
+
+
+PARAMS = (
+    Param('checkpoint', '', 'model checkpoint directory; empty = $ROS_PGPT_CHECKPOINT or the shipped '
+          'ros_pgpt/checkpoints/default', 'string', load_time=True),
+    Param('backend', 'auto', 'inference backend (ros_pgpt.runtime.BACKENDS); auto picks the best available',
+          'string', load_time=True),
+    Param('input', 'raw', 'camera input: raw = sensor_msgs/Image on "image"; compressed = '
+          'sensor_msgs/CompressedImage (jpeg/png) on "image/compressed"', 'string', load_time=True,
+          choices=INPUTS),
+    Param('qos_reliability', 'reliable', 'camera subscription reliability: reliable (default: best_effort '
+          'loses large frames over Fast DDS) or best_effort', 'string', load_time=True, choices=RELIABILITIES),
+    Param('qos_depth', 2, 'camera subscription queue depth (keep last N frames)', 'int', 1, 100, 1,
+          load_time=True),
+    Param('queue_size', 4, 'queries waiting for the inference worker before the node answers "busy"',
+          'int', 1, 64, 1, load_time=True),
+    Param('autostart', True, 'configure and activate on start (there is no ros2 lifecycle CLI here)',
+          'bool', load_time=True),
+    Param('visual_tokens', 0, 'default visual-token count (0 = the model maximum); rounded down to a square',
+          'int', 0, 1024, 1),
+    Param('masks', True, 'compute masks for standing prompts (queries ask per request)', 'bool'),
+    Param('score_threshold', 0.0, 'drop objects scoring below this (0..1)', 'double', 0.0, 1.0),
+    Param('max_image_age', 2.0, 'refuse latest-frame queries when the newest frame was received longer '
+          'ago than this many seconds (0 = no limit)', 'double', 0.0, 86400.0),
+    Param('max_image_pixels', DEFAULT_MAX_IMAGE_PIXELS, 'largest accepted image, width*height pixels '
+          '(also at most 16384 per side)', 'int', 64, 16384 * 16384, 1),
+    Param('max_prompt_chars', MAX_PROMPT_CHARS, f'longest accepted prompt in characters (the model\'s limit '
+          f'is {MAX_PROMPT_CHARS})', 'int', 1, MAX_PROMPT_CHARS, 1),
+    Param('standing_prompts', [], 'prompts grounded on each new frame (at most `rate` Hz), results on '
+          '~/detections', 'string_array'),
+    Param('rate', 1.0, 'most standing-prompt runs per second (0 = every frame the worker can take)',
+          'double', 0.0, 100.0),
+    Param('fault_log_period', 5.0, 'seconds between two log lines of the same kind of bad input '
+          '(throttling)', 'double', 0.0, 3600.0),
+)
+BY_NAME = {p.name: p for p in PARAMS}
+
+
+def descriptor(param: Param):
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    ParameterType)
+
+    types = {'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
+             'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING,
+             'string_array': ParameterType.PARAMETER_STRING_ARRAY}
+    text = param.description
+    if param.choices:
+        text += f' (one of: {", ".join(param.choices)})'
+    if param.load_time:
+        text += ' [load-time: change only while unconfigured]'
+    d = ParameterDescriptor(name=param.name, type=types[param.kind], description=text)
+    if param.kind == 'int' and param.low is not None:
+        d.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high),
+                                        step=int(param.step or 1))]
+    elif param.kind == 'double' and param.low is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=float(param.low), to_value=float(param.high),
+                                                     step=0.0)]
+    if param.choices:
+        d.additional_constraints = 'one of: ' + ', '.join(param.choices)
+    return d
+
+
+def declare_all(node) -> None:
+    """Declare every parameter on ``node`` (overrides from --ros-args apply)."""
+    from rclpy.parameter import Parameter
+
+    for p in PARAMS:
+        if p.kind == 'string_array':
+            # An empty list would be typed as a byte array; declare the type, then default it.
+            node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, descriptor(p))
+            if node.get_parameter_or(p.name, None) is None or _uninitialized(node, p.name):
+                node.set_parameters([Parameter(p.name, Parameter.Type.STRING_ARRAY, list(p.default))])
+        else:
+            node.declare_parameter(p.name, p.default, descriptor(p))
+
+
+def _uninitialized(node, name) -> bool:
+    from rclpy.exceptions import ParameterUninitializedException
+
+    try:
+        node.get_parameter(name)
+        return False
+    except ParameterUninitializedException:
+        return True
+
+
+def validate(name: str, value, *, configured: bool, max_tokens: int | None, max_prompt_chars: int) -> str | None:
+    """Why ``name := value`` is refused, or None when it is fine. Ranges are checked by rclpy."""
+    from ros_pgpt.runtime import BACKENDS
+
+    param = BY_NAME.get(name)
+    if param is None:
+        return None
+    if param.load_time and configured:
+        return f'{name} is a load-time parameter: deactivate and clean up the node before changing it'
+    if param.choices and value not in param.choices:
+        return f'{name} must be one of {", ".join(param.choices)}, not {value!r}'
+    if name == 'backend' and value not in BACKENDS:
+        return f'backend must be one of {", ".join(BACKENDS)}, not {value!r}'
+    if name == 'visual_tokens' and max_tokens is not None and value > max_tokens:
+        return f'visual_tokens={value} exceeds the model\'s maximum {max_tokens}'
+    if name == 'standing_prompts':
+        for prompt in value:
+            if not prompt.strip():
+                return 'standing_prompts must not contain empty prompts'
+            if len(prompt) > max_prompt_chars:
+                return (f'standing prompt {prompt[:30]!r}... has {len(prompt)} characters; the limit is '
+                        f'{max_prompt_chars} (max_prompt_chars)')
+    return None

@@ -1,0 +1,404 @@
+"""The ros_pgpt perception node (rclpy, a managed lifecycle node).
+
+    configure   load the model (parameters checkpoint, backend), create the
+                inference worker, the ~/query service and the ~/detections
+                and ~/overlay publishers
+    activate    subscribe to the camera ("image" or "image/compressed")
+    deactivate  unsubscribe; queries are answered "not active"
+    cleanup     drop the model
+
+With ``autostart`` (default) the node configures and activates itself.
+Threads: a MultiThreadedExecutor runs the camera callback (its own mutually
+exclusive group: it only stores the latest frame) and the service callbacks
+(a reentrant group; each waits for its job on the inference worker). All model
+calls run on the single worker thread (the Predictor is not thread-safe).
+See docs/NODE.md.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from ros_pgpt import ros_io
+from ros_pgpt.node import params as P
+from ros_pgpt.node.worker import Busy, InferenceWorker
+
+try:  # managed lifecycle node where rclpy has it (Humble+; the Kilted wheels do)
+    from rclpy.lifecycle import LifecycleNode as _BaseNode
+    from rclpy.lifecycle import TransitionCallbackReturn
+    HAVE_LIFECYCLE = True
+except ImportError:  # pragma: no cover - plain node fallback
+    import enum
+
+    from rclpy.node import Node as _BaseNode
+    HAVE_LIFECYCLE = False
+
+    class TransitionCallbackReturn(enum.IntEnum):
+        SUCCESS = 97
+        FAILURE = 98
+        ERROR = 99
+
+QUERY_TIMEOUT_S = 300.0  # a service callback never waits longer than this for the worker
+
+
+@dataclass
+class Frame:
+    """One received camera frame (latest-frame buffer entry); converted lazily on the worker."""
+    msg: object
+    compressed: bool
+    received: float  # time.monotonic() at reception
+    seq: int
+    rgb: object = None
+    error: Exception | None = None
+    standing_done: bool = field(default=False)
+
+    @property
+    def header(self):
+        return self.msg.header
+
+    @property
+    def key(self):
+        stamp = self.msg.header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:  # unstamped camera: every frame is new
+            return ('camera-seq', self.seq)
+        return ('camera', stamp.sec, stamp.nanosec, self.msg.header.frame_id)
+
+
+class ConfigureError(Exception):
+    pass
+
+
+class PerceptionNode(_BaseNode):
+    def __init__(self, node_name: str = 'ros_pgpt', **kwargs):
+        super().__init__(node_name, **kwargs)
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+
+        P.declare_all(self)
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+        self._configured = False
+        self._active = False
+        self._predictor = None
+        self._worker = None
+        self._sub = self._srv = self._det_pub = self._overlay_pub = None
+        self._frame: Frame | None = None
+        self._frame_lock = threading.Lock()
+        self._frames_received = 0
+        self._last_standing = -math.inf
+        self._faults: dict[str, list] = {}
+        self._fault_lock = threading.Lock()
+        self.last_error = ''
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ------------------------------------------------------------------ parameters
+    def _p(self, name):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, changes):
+        from rcl_interfaces.msg import SetParametersResult
+
+        limit = next((p.value for p in changes if p.name == 'max_prompt_chars'), self._p('max_prompt_chars'))
+        max_tokens = self._predictor.max_visual_tokens if self._predictor is not None else None
+        for p in changes:
+            reason = P.validate(p.name, p.value, configured=self._configured, max_tokens=max_tokens,
+                                max_prompt_chars=limit)
+            if reason:
+                self.get_logger().warning(f'parameter change refused: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _validate_all(self, max_tokens=None):
+        for param in P.PARAMS:
+            reason = P.validate(param.name, self._p(param.name), configured=False, max_tokens=max_tokens,
+                                max_prompt_chars=self._p('max_prompt_chars'))
+            if reason:
+                raise ConfigureError(f'invalid parameter: {reason}')
+
+    # ------------------------------------------------------------------ faults
+    def _fault(self, kind: str, message: str):
+        """Log a bad input (throttled per kind) and return a failed Query response."""
+        from ros_pgpt.srv import Query
+
+        now = time.monotonic()
+        period = self._p('fault_log_period')
+        with self._fault_lock:
+            last, suppressed = self._faults.get(kind, (-math.inf, 0))
+            if now - last >= period:
+                extra = f' ({suppressed} more like it suppressed)' if suppressed else ''
+                self._faults[kind] = [now, 0]
+                log = True
+            else:
+                self._faults[kind] = [last, suppressed + 1]
+                log = False
+        if log:
+            self.get_logger().warning(f'[{kind}] {message}{extra}')
+        return Query.Response(success=False, message=message)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state):
+        try:
+            self._configure()
+        except ConfigureError as exc:
+            self.last_error = str(exc)
+            self.get_logger().error(f'configure failed: {exc}')
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self):
+        from ros_pgpt.checkpoints import default_checkpoint
+        from ros_pgpt.msg import GroundedObjectArray
+        from ros_pgpt.runtime import create_predictor
+        from ros_pgpt.srv import Query
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self._validate_all()
+        checkpoint = self._p('checkpoint') or str(default_checkpoint())
+        backend = self._p('backend')
+        self.get_logger().info(f'loading the model from {checkpoint} (backend {backend})')
+        t0 = time.perf_counter()
+        try:
+            self._predictor = create_predictor(checkpoint, backend=backend)
+        except Exception as exc:  # noqa: BLE001 - every load failure is a configure failure
+            raise ConfigureError(f'cannot load the model from {checkpoint}: {type(exc).__name__}: {exc}') from exc
+        self._validate_all(self._predictor.max_visual_tokens)
+        self._worker = InferenceWorker(self._p('queue_size'), on_error=self._on_worker_error)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._det_pub = self.create_publisher(GroundedObjectArray, '~/detections', reliable)
+        self._overlay_pub = self.create_publisher(Image, '~/overlay', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self._srv = self.create_service(Query, '~/query', self._on_query, callback_group=self._service_group)
+        self._configured = True
+        self.get_logger().info(
+            f'configured in {time.perf_counter() - t0:.1f} s: up to {self._predictor.max_visual_tokens} visual '
+            f'tokens; service {self.resolve_service_name("~/query")}')
+
+    def on_activate(self, state):
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image
+
+        if HAVE_LIFECYCLE:
+            super().on_activate(state)
+        compressed = self._p('input') == 'compressed'
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._p('qos_depth'),
+                         reliability=(ReliabilityPolicy.RELIABLE if self._p('qos_reliability') == 'reliable'
+                                      else ReliabilityPolicy.BEST_EFFORT))
+        self._sub = self.create_subscription(
+            CompressedImage if compressed else Image, 'image/compressed' if compressed else 'image',
+            lambda msg: self._on_image(msg, compressed), qos, callback_group=self._image_group)
+        self._active = True
+        self.get_logger().info(
+            f'ready: serving {self.resolve_service_name("~/query")}; camera {self._sub.topic_name} '
+            f'({"CompressedImage" if compressed else "Image"}, {self._p("qos_reliability")}, depth '
+            f'{self._p("qos_depth")}); detections on {self._det_pub.topic_name}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state):
+        if HAVE_LIFECYCLE:
+            super().on_deactivate(state)
+        self._active = False
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        self.get_logger().info('deactivated: camera unsubscribed, queries answered "not active"')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state):
+        self._teardown()
+        self.get_logger().info('cleaned up: model unloaded')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state):
+        self._active = False
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state):
+        self._active = False
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self):
+        self._active = False
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        for attr, destroy in (('_srv', self.destroy_service), ('_det_pub', self.destroy_publisher),
+                              ('_overlay_pub', self.destroy_publisher)):
+            if getattr(self, attr) is not None:
+                destroy(getattr(self, attr))
+                setattr(self, attr, None)
+        self._predictor = None
+        self._configured = False
+
+    def start(self) -> bool:
+        """Configure and activate (autostart). False (and ``last_error``) when configure failed."""
+        if HAVE_LIFECYCLE:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return False
+            return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        if self.on_configure(None) != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.on_activate(None) == TransitionCallbackReturn.SUCCESS
+
+    def close(self):
+        self._teardown()
+
+    @property
+    def state_label(self) -> str:
+        return 'active' if self._active else 'inactive' if self._configured else 'unconfigured'
+
+    # ------------------------------------------------------------------ camera
+    def _camera_topic(self) -> str:
+        if self._sub is not None:
+            return self._sub.topic_name
+        compressed = self._p('input') == 'compressed'
+        return self.resolve_topic_name('image/compressed' if compressed else 'image')
+
+    def _on_image(self, msg, compressed: bool):
+        now = time.monotonic()
+        with self._frame_lock:
+            self._frames_received += 1
+            frame = Frame(msg=msg, compressed=compressed, received=now, seq=self._frames_received)
+            self._frame = frame
+        if frame.seq == 1:
+            what = f'{msg.format}, {len(msg.data)} bytes' if compressed else f'{msg.width}x{msg.height} {msg.encoding}'
+            self.get_logger().info(f'first frame on {self._camera_topic()}: {what}')
+        prompts = self._p('standing_prompts')
+        if prompts and self._active and self._worker is not None:
+            rate = self._p('rate')
+            if rate <= 0 or now - self._last_standing >= 1.0 / rate:
+                self._last_standing = now
+                self._worker.submit_standing(lambda: self._run_standing(frame))
+
+    def _frame_rgb(self, frame: Frame):
+        """Decode a camera frame once (worker thread); raises ImageError."""
+        if frame.rgb is None and frame.error is None:
+            try:
+                convert = ros_io.compressed_msg_to_rgb if frame.compressed else ros_io.image_msg_to_rgb
+                frame.rgb = convert(frame.msg, self._p('max_image_pixels'))
+            except ros_io.ImageError as exc:
+                frame.error = exc
+        if frame.error is not None:
+            raise frame.error
+        return frame.rgb
+
+    def _on_worker_error(self, exc):
+        self.get_logger().error(f'standing prompts failed: {type(exc).__name__}: {exc}\n'
+                                f'{"".join(traceback.format_exception(exc))}')
+
+    # ------------------------------------------------------------------ standing prompts
+    def _run_standing(self, frame: Frame):
+        predictor = self._predictor
+        if predictor is None or not self._active:
+            return
+        try:
+            rgb = self._frame_rgb(frame)
+        except ros_io.ImageError as exc:
+            self._fault(exc.kind, f'standing prompts skipped a frame from {self._camera_topic()}: {exc}')
+            return
+        masks, threshold = self._p('masks'), self._p('score_threshold')
+        tokens = self._p('visual_tokens') or None
+        drawn = []
+        want_overlay = self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0
+        prompts = list(self._p('standing_prompts'))
+        for prompt in prompts:
+            t0 = time.perf_counter()
+            try:
+                result = predictor.ground(rgb, prompt, visual_tokens=tokens, masks=masks, key=frame.key)
+            except ValueError as exc:
+                self._fault('standing', f'standing prompt {prompt!r}: {exc}')
+                continue
+            msg = ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks)
+            msg.total_ms = float((time.perf_counter() - t0) * 1e3)
+            if self._det_pub is not None:
+                self._det_pub.publish(msg)
+            if want_overlay:
+                drawn += ros_io.detections_from_result(result, threshold)
+        if want_overlay and self._overlay_pub is not None:
+            image = ros_io.draw_overlay(rgb, drawn, title=' | '.join(prompts))
+            self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', frame.header))
+
+    # ------------------------------------------------------------------ the service
+    def _on_query(self, request, response):
+        t0 = time.perf_counter()
+        if not self._active or self._worker is None or self._predictor is None:
+            return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
+        prompt = request.prompt
+        limit = self._p('max_prompt_chars')
+        if not prompt.strip():
+            return self._fault('prompt', 'the prompt is empty')
+        if len(prompt) > limit:
+            return self._fault('prompt', f'the prompt has {len(prompt)} characters; the limit is {limit} '
+                                         f'(parameter max_prompt_chars)')
+        maximum = self._predictor.max_visual_tokens
+        tokens = int(request.visual_tokens) or int(self._p('visual_tokens')) or maximum
+        if tokens > maximum:
+            return self._fault('visual_tokens', f'visual_tokens={request.visual_tokens} exceeds the model\'s '
+                                                f'maximum {maximum}')
+        if ros_io.is_empty_image(request.image):
+            with self._frame_lock:
+                frame = self._frame
+            if frame is None:
+                return self._fault('no_frame', f'no image in the request and no frame received on '
+                                               f'{self._camera_topic()} yet')
+            age, max_age = time.monotonic() - frame.received, self._p('max_image_age')
+            if max_age > 0 and age > max_age:
+                return self._fault('stale', f'the latest frame from {self._camera_topic()} is {age:.1f} s old '
+                                            f'(max_image_age {max_age:g} s); is the camera still publishing?')
+            source = frame
+        else:
+            source = request.image
+        try:
+            future = self._worker.submit_query(lambda: self._run_query(request, source, tokens, t0))
+        except Busy as exc:
+            return self._fault('busy', str(exc))
+        try:
+            return future.result(timeout=QUERY_TIMEOUT_S)
+        except TimeoutError:
+            return self._fault('internal', f'no result within {QUERY_TIMEOUT_S:.0f} s')
+        except Busy as exc:
+            return self._fault('busy', str(exc))
+
+    def _run_query(self, request, source, tokens: int, t0: float):
+        from ros_pgpt.srv import Query
+
+        predictor = self._predictor
+        if predictor is None:
+            return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
+        tc = time.perf_counter()
+        try:
+            if isinstance(source, Frame):
+                where, rgb, key, header = f'latest frame from {self._camera_topic()}', None, source.key, source.header
+                rgb = self._frame_rgb(source)
+            else:
+                where, key, header = 'request image', ros_io.image_key(source), source.header
+                rgb = ros_io.image_msg_to_rgb(source, self._p('max_image_pixels'))
+        except ros_io.ImageError as exc:
+            return self._fault(exc.kind, f'{where}: {exc}')
+        convert_ms = (time.perf_counter() - tc) * 1e3
+        try:
+            result = predictor.ground(rgb, request.prompt, visual_tokens=tokens, masks=request.masks, key=key)
+        except ValueError as exc:
+            return self._fault('model_input', str(exc))
+        except Exception as exc:  # noqa: BLE001 - keep serving; report it
+            self.get_logger().error(f'query {request.prompt!r} failed:\n{traceback.format_exc()}')
+            return self._fault('internal', f'internal error: {type(exc).__name__}: {exc}')
+        tp = time.perf_counter()
+        threshold = self._p('score_threshold')
+        msg = ros_io.result_to_msg(result, header, score_threshold=threshold, masks=request.masks,
+                                   extra_ms={'preprocess': convert_ms})
+        msg.postprocess_ms = float(msg.postprocess_ms + (time.perf_counter() - tp) * 1e3)
+        msg.total_ms = float((time.perf_counter() - t0) * 1e3)
+        if self._det_pub is not None:
+            self._det_pub.publish(msg)
+        if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
+            image = ros_io.draw_overlay(rgb, ros_io.detections_from_result(result, threshold), title=request.prompt)
+            self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', header))
+        return Query.Response(success=True, message='', result=msg)
