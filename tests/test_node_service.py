@@ -1,0 +1,321 @@
+"""The perception node's ~/query service over the real middleware (one node per module).
+
+The node runs as a child process with config/perception.yaml plus overrides,
+the real default checkpoint, an isolated ROS world and a unique namespace.
+Tests run in file order: the first one needs a node that has seen no frame.
+"""
+import time
+
+import numpy as np
+import pytest
+
+from node_support import NodeUnderTest, mask_array, scene
+
+pytestmark = pytest.mark.ros
+
+MAX_AGE = 1.5
+
+
+@pytest.fixture(scope='module')
+def node(tmp_path_factory):
+    with NodeUnderTest(tmp_path_factory.mktemp('node_service'),
+                       {'max_image_age': MAX_AGE, 'queue_size': 1, 'fault_log_period': 30.0}) as n:
+        yield n
+
+
+@pytest.fixture(scope='module')
+def sample():
+    return scene(11)
+
+
+def good_query(node, sample):
+    """A query that must work (run after every bad input: the node keeps serving)."""
+    response = node.query('point to every shape', sample.scene.image)
+    assert response.success, response.message
+    return response
+
+
+# ------------------------------------------------------------------ before any frame
+def test_query_before_any_frame_fails_clearly(node):
+    response = node.query('where is the red star?')
+    assert not response.success
+    assert 'no frame received' in response.message and node.camera in response.message
+
+
+# ------------------------------------------------------------------ inline images
+def test_inline_query_result_shapes_and_header(node, sample):
+    image = sample.scene.image
+    h, w = image.shape[:2]
+    response = node.query('point to every shape', image, masks=True, frame_id='inline_cam', stamp=(42, 7))
+    assert response.success, response.message
+    assert response.message == ''
+    result = response.result
+    assert result.header.frame_id == 'inline_cam'
+    assert (result.header.stamp.sec, result.header.stamp.nanosec) == (42, 7)
+    assert result.prompt == 'point to every shape'
+    assert result.visual_tokens == 64
+    assert result.total_ms > 0 and result.prefill_ms > 0
+    assert result.total_ms >= result.prefill_ms
+    assert len(result.objects) >= 1, 'a trained model finds shapes in a scene full of them'
+    for obj in result.objects:
+        assert 0.0 <= obj.score <= 1.0
+        assert -1 <= obj.x_min < obj.x_max <= w + 1 and -1 <= obj.y_min < obj.y_max <= h + 1
+        assert obj.mask.encoding == 'mono8'
+        assert (obj.mask.width, obj.mask.height) == (w, h)
+        assert obj.mask.header.frame_id == 'inline_cam'
+        assert set(np.unique(np.frombuffer(bytes(obj.mask.data), np.uint8))) <= {0, 255}
+
+
+def test_detections_published_for_each_query(node, sample):
+    before = len(node.detections)
+    response = node.query('where is the blue object?', sample.scene.image, frame_id='det_cam', stamp=(43, 0))
+    assert response.success, response.message
+    node.spin_until(lambda: any(d.header.frame_id == 'det_cam' for d in node.detections[before:]), 10.0,
+                    'detections message for the query')
+    det = next(d for d in node.detections[before:] if d.header.frame_id == 'det_cam')
+    assert det.prompt == 'where is the blue object?'
+    assert det.header.stamp.sec == 43
+    assert len(det.objects) == len(response.result.objects)
+
+
+def test_masks_only_when_asked(node, sample):
+    response = node.query('point to every shape', sample.scene.image, masks=False)
+    assert response.success, response.message
+    assert response.result.objects, 'expected objects'
+    for obj in response.result.objects:
+        assert obj.mask.width == 0 and obj.mask.height == 0 and len(obj.mask.data) == 0
+
+
+def test_frame_cache_skips_vision_on_same_image(node):
+    image = scene(12).scene.image
+    first = node.query('where is the red object?', image, stamp=(50, 0))
+    second = node.query('point to every shape', image, stamp=(50, 0))
+    assert first.success and second.success
+    assert not first.result.frame_cached and first.result.vision_ms > 0
+    assert second.result.frame_cached and second.result.vision_ms == 0
+    other = image.copy()
+    other[:8, :8] = 0  # same header, different content: not the cached frame
+    third = node.query('point to every shape', other, stamp=(50, 0))
+    assert third.success and not third.result.frame_cached
+
+
+def test_fewer_visual_tokens(node, sample):
+    response = node.query('point to every shape', sample.scene.image, tokens=20)
+    assert response.success, response.message
+    assert response.result.visual_tokens == 16  # largest square <= 20
+
+
+def test_single_objects_found_with_good_iou(node):
+    """Accuracy smoke test: clearly visible single objects (seeds the final model gets right)."""
+    from ros_pgpt.ros_io import box_iou
+
+    hits, total = 0, 0
+    for seed in (1, 2, 3, 4, 5):
+        s = scene(seed, n_queries=12)
+        queries = [q for q in s.queries if q.kind == 'single' and not q.input_boxes]
+        if not queries:
+            continue
+        q = queries[0]
+        response = node.query(q.prompt, s.scene.image)
+        assert response.success, response.message
+        truth = s.scene.objects[q.targets[0]].box
+        total += 1
+        if len(response.result.objects) == 1:
+            o = response.result.objects[0]
+            hits += box_iou((o.x_min, o.y_min, o.x_max, o.y_max), truth) > 0.5
+    assert total >= 3
+    assert hits >= total - 1, f'only {hits}/{total} single objects found with IoU > 0.5'
+
+
+# ------------------------------------------------------------------ the camera stream
+def test_latest_frame_query_uses_camera_header_and_cache(node):
+    s = scene(21)
+    node.publish_frame(scene(20).scene.image, stamp=(100, 0))
+    node.publish_frame(s.scene.image, stamp=(100, 500_000_000), frame_id='camera_optical')
+    first = node.query('point to every shape', masks=True)
+    assert first.success, first.message
+    assert first.result.header.frame_id == 'camera_optical'
+    assert (first.result.header.stamp.sec, first.result.header.stamp.nanosec) == (100, 500_000_000)
+    for obj in first.result.objects:
+        assert (obj.mask.width, obj.mask.height) == (640, 480)
+    second = node.query('where is the red object?')
+    assert second.success, second.message
+    assert second.result.frame_cached, 'a second prompt on the same camera frame must reuse the vision features'
+    assert second.result.vision_ms == 0
+
+
+def test_replayed_bag_reaches_the_node(node, tmp_path):
+    from ros_pgpt.bags import make_sample_bag, replay
+
+    bag = tmp_path / 'cam_bag'
+    truth = make_sample_bag(bag, frames=6, fps=20.0, seed=3, width=320, height=240)
+    sent = replay(bag, remap={truth['topic']: node.camera}, context=node.context, log=lambda *_: None)
+    assert sent == 6
+    node.spin(0.3)
+    response = node.query('point to every shape')
+    assert response.success, response.message
+    stamp = response.result.header.stamp
+    assert stamp.sec * 10**9 + stamp.nanosec == truth['last_stamp_ns']
+    assert response.result.header.frame_id == truth['frame_id']
+
+
+def test_stale_frame_refused(node):
+    node.publish_frame(scene(22).scene.image, stamp=(200, 0))
+    assert node.query('point to every shape').success
+    time.sleep(MAX_AGE + 0.5)
+    response = node.query('point to every shape')
+    assert not response.success
+    assert 'old' in response.message and 'max_image_age' in response.message
+    # a fresh frame fixes it
+    node.publish_frame(scene(22).scene.image, stamp=(201, 0))
+    assert node.query('point to every shape').success
+
+
+# ------------------------------------------------------------------ bad input
+def _image_request(node, data=None, **fields):
+    from ros_pgpt import ros_io
+
+    req = node.request('point to every shape')
+    req.image = ros_io.rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8))
+    for k, v in fields.items():
+        setattr(req.image, k, v)
+    if data is not None:
+        req.image.data = data
+    return req
+
+
+BAD_IMAGES = {
+    'data_length': (dict(data=bytes(100)), ['100 bytes', 'step*height']),
+    'short_step': (dict(step=10), ['step 10']),
+    'encoding_16UC1': (dict(encoding='16UC1'), ['unsupported image encoding', '16UC1']),
+    'encoding_bayer': (dict(encoding='bayer_rggb8'), ['unsupported image encoding', 'bayer_rggb8']),
+    'zero_width': (dict(width=0, data=b''), ['zero size', '0x48']),
+    'tiny': (dict(width=4, height=4, step=12, data=bytes(48)), ['too small']),
+    'too_large': (dict(width=5000, height=5000, step=15000, data=b''), ['too large', '5000x5000', 'max_image_pixels']),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_IMAGES))
+def test_bad_request_image(node, sample, case):
+    fields, words = BAD_IMAGES[case]
+    response = node.call(_image_request(node, **fields))
+    assert not response.success
+    for word in words:
+        assert word in response.message, response.message
+    good_query(node, sample)
+
+
+@pytest.mark.parametrize('prompt,words', [
+    ('', ['empty']),
+    ('   \t ', ['empty']),
+    ('x' * 513, ['513 characters', 'limit is 512']),
+])
+def test_bad_prompt(node, sample, prompt, words):
+    response = node.query(prompt, sample.scene.image)
+    assert not response.success
+    for word in words:
+        assert word in response.message, response.message
+    good_query(node, sample)
+
+
+@pytest.mark.parametrize('tokens', [65, 1000, 65535])
+def test_too_many_visual_tokens(node, sample, tokens):
+    response = node.query('point to every shape', sample.scene.image, tokens=tokens)
+    assert not response.success
+    assert f'visual_tokens={tokens}' in response.message and 'maximum 64' in response.message
+    good_query(node, sample)
+
+
+def test_busy_instead_of_piling_up(node, sample):
+    """queue_size 1: a burst of queries on new images gets some "busy" answers, the rest succeed."""
+    futures = []
+    for i in range(6):
+        image = sample.scene.image.copy()
+        image[i, i] ^= 0xFF  # a different frame each: no cache hits, every query runs the encoder
+        futures.append(node.client.client.call_async(node.request('point to every shape', image, stamp=(300 + i, 0))))
+    node.spin_until(lambda: all(f.done() for f in futures), 120.0, 'all burst answers')
+    responses = [f.result() for f in futures]
+    busy = [r for r in responses if not r.success]
+    assert busy, 'expected at least one busy answer with queue_size 1'
+    assert all('busy' in r.message for r in busy), [r.message for r in busy]
+    assert sum(r.success for r in responses) >= 2
+    good_query(node, sample)
+
+
+def test_faults_logged_throttled(node, sample):
+    out = node.output()
+    for kind in ('[no_frame]', '[data]', '[encoding]', '[size]', '[prompt]', '[visual_tokens]', '[stale]', '[busy]'):
+        assert kind in out, f'no {kind} log line'
+    before = node.output().count('[prompt]')
+    for _ in range(5):
+        assert not node.query('', sample.scene.image).success
+    assert node.output().count('[prompt]') <= before + 1, 'bad prompts must be logged throttled (fault_log_period 30 s)'
+
+
+# ------------------------------------------------------------------ overlay
+def test_overlay_published_only_to_subscribers(node, sample):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    overlays = []
+    topic = f'{node.ns}/ros_pgpt/overlay'
+    sub = node.ros.create_subscription(Image, topic, overlays.append,
+                                       QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        node.spin_until(lambda: node.ros.count_publishers(topic) >= 1, 20.0, 'overlay publisher')
+        node.spin(1.0)  # let the node's publisher match the new subscription
+        response = node.query('point to every shape', sample.scene.image, masks=True, frame_id='ov_cam', stamp=(400, 0))
+        assert response.success, response.message
+        msg = node.spin_until(lambda: next((m for m in overlays if m.header.frame_id == 'ov_cam'), None), 10.0, 'overlay')
+        assert msg.encoding == 'rgb8'
+        assert (msg.width, msg.height, msg.step) == (640, 480, 640 * 3)
+        assert len(msg.data) == 640 * 480 * 3
+        assert msg.header.stamp.sec == 400
+        drawn = np.frombuffer(bytes(msg.data), np.uint8).reshape(480, 640, 3)
+        assert not np.array_equal(drawn, sample.scene.image), 'boxes/masks must be drawn on the image'
+    finally:
+        node.ros.destroy_subscription(sub)
+    node.spin(1.0)
+    n = len(overlays)
+    assert node.query('point to every shape', sample.scene.image, frame_id='ov_after').success
+    node.spin(0.5)
+    assert len(overlays) == n
+
+
+# ------------------------------------------------------------------ parameters
+def test_parameter_validation(node, sample):
+    results = node.set_parameters(visual_tokens=100)
+    assert not results[0].successful and 'maximum 64' in results[0].reason
+    results = node.set_parameters(visual_tokens=5000)  # outside the descriptor range
+    assert not results[0].successful
+    results = node.set_parameters(rate=-1.0)
+    assert not results[0].successful
+    results = node.set_parameters(standing_prompts=['ok prompt', '  '])
+    assert not results[0].successful and 'empty' in results[0].reason
+    results = node.set_parameters(checkpoint='/somewhere/else')
+    assert not results[0].successful and 'load-time' in results[0].reason
+    results = node.set_parameters(input='hdr')
+    assert not results[0].successful
+    # valid run-time changes take effect
+    assert node.set_parameters(max_prompt_chars=10)[0].successful
+    try:
+        response = node.query('x' * 11, sample.scene.image)
+        assert not response.success and 'limit is 10' in response.message
+    finally:
+        assert node.set_parameters(max_prompt_chars=512)[0].successful
+    assert node.set_parameters(visual_tokens=16)[0].successful
+    try:
+        response = node.query('point to every shape', sample.scene.image)
+        assert response.success and response.result.visual_tokens == 16
+    finally:
+        assert node.set_parameters(visual_tokens=0)[0].successful
+    assert node.set_parameters(score_threshold=1.0)[0].successful
+    try:
+        response = node.query('point to every shape', sample.scene.image)
+        assert response.success and all(o.score >= 1.0 for o in response.result.objects)
+    finally:
+        assert node.set_parameters(score_threshold=0.0)[0].successful
+
+
+def test_node_still_alive(node):
+    assert node.proc.alive(), node.output()[-2000:]
