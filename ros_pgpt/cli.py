@@ -25,7 +25,7 @@ from ros_pgpt import __version__
 # Keep sorted; one line per command.
 COMMANDS = {
     'bench': ('ros_pgpt.bench:main', 'end-to-end query latency per backend, stage and token count'),
-    'demo': ('ros_pgpt.demo:main', 'run the demo (placeholder: info + interface round trip)'),
+    'demo': ('ros_pgpt.demo:main', 'run the demo: node + sample bag replay + queries, overlays in demo_output/'),
     'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
     'export': ('ros_pgpt.export.onnx_export:main', 'export a checkpoint to ONNX (+int8 LLM, +TensorRT engines) with a manifest'),
     'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),

@@ -1,4 +1,4 @@
-"""The ros-pgpt command: lazy dispatcher, info, demo."""
+"""The ros-pgpt command: lazy dispatcher, info (the demo: tests/test_demo.py)."""
 import json
 import os
 import shutil
@@ -91,15 +91,6 @@ def test_info_text(capsys):
     out = capsys.readouterr().out
     assert f'ros_pgpt     {__version__}' in out
     assert 'ros_pgpt/srv/Query' in out and 'torch' not in out.split('packages')[0]
-
-
-@pytest.mark.ros
-def test_demo_runs(ros_env):
-    res = run(['demo'], env=ros_env, timeout=180)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert 'demo OK' in res.stdout
-    assert 'box (24, 16, 60, 40)' in res.stdout  # the placeholder found the synthetic rectangle
-    assert 'mask 96x64 mono8, 864 px on' in res.stdout
 
 
 def test_python_dash_m_works():
