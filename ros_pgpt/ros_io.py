@@ -46,6 +46,14 @@ class ImageError(ValueError):
         self.kind = kind
 
 
+def _buffer(data):
+    """A zero-copy view of a message's uint8[] field (bytes, array.array or a list)."""
+    try:
+        return memoryview(data).cast('B')
+    except TypeError:
+        return bytes(data)
+
+
 def check_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Raise ImageError unless MIN_SIDE <= sides <= MAX_SIDE and width*height <= max_pixels."""
     if width <= 0 or height <= 0:
@@ -80,9 +88,7 @@ def image_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndar
     if size != step * height:
         raise ImageError('data', f'image data has {size} bytes but step*height = {step}*{height} = '
                                  f'{step * height} ({width}x{height} {encoding})')
-    data = msg.data
-    buf = data if isinstance(data, (bytes, bytearray, memoryview)) else bytes(data)
-    arr = np.frombuffer(buf, dtype=np.uint8).reshape(height, step)[:, :row].reshape(height, width, channels)
+    arr = np.frombuffer(_buffer(msg.data), dtype=np.uint8).reshape(height, step)[:, :row].reshape(height, width, channels)
     if code is None:
         return arr.copy()
     if channels == 1:
@@ -96,8 +102,7 @@ def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np
     # image_transport writes e.g. "rgb8; jpeg compressed bgr8"; accept any mention of jpeg/png.
     if fmt and not any(word in fmt for word in ('jpeg', 'jpg', 'png')):
         raise ImageError('encoding', f'unsupported compressed format {msg.format!r}; supported: jpeg, png')
-    data = msg.data
-    buf = np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview)) else bytes(data), np.uint8)
+    buf = np.frombuffer(_buffer(msg.data), np.uint8)
     if buf.size == 0:
         raise ImageError('decode', 'compressed image has no data')
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
@@ -112,7 +117,7 @@ def image_key(msg) -> tuple:
     """Frame-cache key of an image given inline: header plus a content checksum."""
     stamp = msg.header.stamp
     return ('inline', stamp.sec, stamp.nanosec, msg.header.frame_id, msg.width, msg.height,
-            msg.encoding, zlib.crc32(msg.data))
+            msg.encoding, zlib.crc32(_buffer(msg.data)))
 
 
 def rgb_to_image_msg(array: np.ndarray, encoding: str = 'rgb8', header=None):
@@ -167,7 +172,7 @@ def mask_from_image_msg(msg) -> np.ndarray | None:
     """mono8 mask Image -> HxW bool (None when the mask is empty)."""
     if msg.width == 0 or msg.height == 0:
         return None
-    arr = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
+    arr = np.frombuffer(_buffer(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
     return arr > 127
 
 

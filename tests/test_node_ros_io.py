@@ -1,0 +1,141 @@
+"""ros_pgpt.ros_io: image/message conversions, validation, overlays (no middleware, no model)."""
+import cv2
+import numpy as np
+import pytest
+
+from ros_pgpt import ros_io
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+
+
+def _msg(array, encoding, pad=0):
+    from sensor_msgs.msg import Image
+
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    rows = array.reshape(array.shape[0], -1)
+    padded = np.concatenate([rows, np.zeros((rows.shape[0], pad), np.uint8)], axis=1)
+    return Image(height=array.shape[0], width=array.shape[1], encoding=encoding,
+                 step=array.shape[1] * channels + pad, data=padded.tobytes())
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8'])
+@pytest.mark.parametrize('pad', [0, 5])
+def test_every_encoding_to_rgb(rgb, encoding, pad):
+    native = {'rgb8': rgb, 'bgr8': rgb[:, :, ::-1], 'rgba8': np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+              'bgra8': np.dstack([rgb[:, :, ::-1], np.zeros(rgb.shape[:2], np.uint8)]),
+              'mono8': rgb[:, :, 0]}[encoding]
+    out = ros_io.image_msg_to_rgb(_msg(np.ascontiguousarray(native), encoding, pad))
+    assert out.shape == (30, 40, 3) and out.dtype == np.uint8
+    expected = np.repeat(rgb[:, :, :1], 3, axis=2) if encoding == 'mono8' else rgb
+    assert np.array_equal(out, expected)
+
+
+def test_round_trip_writers(rgb):
+    for encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
+        assert np.array_equal(ros_io.image_msg_to_rgb(ros_io.rgb_to_image_msg(rgb, encoding)), rgb)
+    png = ros_io.rgb_to_compressed_msg(rgb, 'png')
+    assert png.format == 'png' and np.array_equal(ros_io.compressed_msg_to_rgb(png), rgb)
+    jpg = ros_io.compressed_msg_to_rgb(ros_io.rgb_to_compressed_msg(rgb, 'jpeg'))
+    assert jpg.shape == rgb.shape
+
+
+@pytest.mark.parametrize('change,kind,words', [
+    (dict(encoding='16UC1'), 'encoding', '16UC1'),
+    (dict(encoding='bayer_rggb8'), 'encoding', 'bayer_rggb8'),
+    (dict(data=b'\x00' * 10), 'data', '10 bytes'),
+    (dict(step=3), 'data', 'step 3'),
+    (dict(width=0), 'size', 'zero size'),
+    (dict(height=5, data=b'\x00' * 600), 'size', 'too small'),
+    (dict(width=20000, height=10), 'size', 'too large'),
+])
+def test_bad_images(rgb, change, kind, words):
+    msg = ros_io.rgb_to_image_msg(rgb)
+    for k, v in change.items():
+        setattr(msg, k, v)
+    with pytest.raises(ros_io.ImageError) as err:
+        ros_io.image_msg_to_rgb(msg)
+    assert err.value.kind == kind and words in str(err.value)
+
+
+def test_pixel_limit_is_a_parameter(rgb):
+    with pytest.raises(ros_io.ImageError, match='max_image_pixels'):
+        ros_io.image_msg_to_rgb(ros_io.rgb_to_image_msg(rgb), max_pixels=1000)
+
+
+def test_corrupt_and_unsupported_compressed():
+    from sensor_msgs.msg import CompressedImage
+
+    with pytest.raises(ros_io.ImageError, match='could not decode') as err:
+        ros_io.compressed_msg_to_rgb(CompressedImage(format='jpeg', data=b'\xff\xd8 not really'))
+    assert err.value.kind == 'decode'
+    with pytest.raises(ros_io.ImageError, match='no data'):
+        ros_io.compressed_msg_to_rgb(CompressedImage(format='png', data=b''))
+    with pytest.raises(ros_io.ImageError, match='unsupported compressed format'):
+        ros_io.compressed_msg_to_rgb(CompressedImage(format='tiff', data=b'II*\x00'))
+
+
+def test_empty_image_means_latest_frame():
+    from sensor_msgs.msg import Image
+
+    assert ros_io.is_empty_image(Image())
+    assert not ros_io.is_empty_image(Image(width=0, height=4))
+
+
+def test_cache_key_changes_with_content(rgb):
+    a, b = ros_io.rgb_to_image_msg(rgb), ros_io.rgb_to_image_msg(rgb)
+    assert ros_io.image_key(a) == ros_io.image_key(b)
+    other = rgb.copy()
+    other[0, 0, 0] ^= 1
+    assert ros_io.image_key(ros_io.rgb_to_image_msg(other)) != ros_io.image_key(a)
+
+
+def test_result_to_msg_threshold_masks_and_timings():
+    from std_msgs.msg import Header
+
+    from ros_pgpt.predictor import GroundedObject, GroundingResult
+
+    mask = np.zeros((30, 40), bool)
+    mask[5:10, 5:20] = True
+    result = GroundingResult(prompt='the red star', answer='<obj><obj>', visual_tokens=16, frame_cached=True,
+                             objects=[GroundedObject('red star', 0.9, (5, 5, 20, 10), mask),
+                                      GroundedObject('red star', 0.2, (1, 1, 3, 3), mask)],
+                             timings={'preprocess': 1.0, 'vision': 5.0, 'prefill': 2.0, 'total': 8.0})
+    header = Header(frame_id='cam')
+    msg = ros_io.result_to_msg(result, header, score_threshold=0.5, extra_ms={'preprocess': 2.0, 'total': 20.0})
+    assert len(msg.objects) == 1 and msg.objects[0].x_max == 20.0
+    assert msg.preprocess_ms == 3.0 and msg.total_ms == 20.0 and msg.vision_ms == 0.0  # cached: no vision
+    assert msg.objects[0].mask.encoding == 'mono8' and msg.objects[0].mask.header.frame_id == 'cam'
+    assert np.array_equal(ros_io.mask_from_image_msg(msg.objects[0].mask), mask)
+    boxes_only = ros_io.result_to_msg(result, header, masks=False)
+    assert len(boxes_only.objects) == 2 and boxes_only.objects[0].mask.width == 0
+    dets = ros_io.detections_from_msg(msg)
+    assert dets[0].phrase == 'red star' and np.array_equal(dets[0].mask, mask)
+
+
+def test_overlay_draws_boxes_masks_and_labels(rgb):
+    mask = np.zeros(rgb.shape[:2], bool)
+    mask[10:20, 10:20] = True
+    base = np.full((30, 40, 3), 100, np.uint8)
+    out = ros_io.draw_overlay(base, [ros_io.Detection('star', 0.5, (5, 5, 30, 25), mask)], title='q')
+    assert out.shape == base.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, base) and np.array_equal(base, np.full((30, 40, 3), 100, np.uint8))
+    assert (out[15, 15] != 100).any(), 'mask tinted'
+
+
+def test_iou_matching():
+    assert ros_io.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert ros_io.box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0.0
+    assert ros_io.match_boxes([(0, 0, 10, 10), (50, 50, 60, 60)], [(50, 50, 60, 60), (100, 0, 110, 10)]) == [1.0, 0.0]
+
+
+def test_image_files(tmp_path, rgb):
+    path = tmp_path / 'x.png'
+    ros_io.write_image_file(path, rgb)
+    assert np.array_equal(ros_io.read_image_file(path), rgb)
+    assert np.array_equal(cv2.imread(str(path))[:, :, ::-1], rgb)
+    with pytest.raises(ValueError, match='cannot read'):
+        ros_io.read_image_file(tmp_path / 'missing.png')
