@@ -319,3 +319,37 @@ def test_parameter_validation(node, sample):
 
 def test_node_still_alive(node):
     assert node.proc.alive(), node.output()[-2000:]
+
+
+def test_query_command_line(node, sample, tmp_path):
+    """`ros-pgpt query` against the running node: table, overlay file, exit codes."""
+    import subprocess
+    import sys
+
+    from ros_helpers import REPO_ROOT
+    from ros_pgpt.ros_io import read_image_file, write_image_file
+
+    image_file = tmp_path / 'scene.png'
+    write_image_file(image_file, sample.scene.image)
+    base = [sys.executable, '-m', 'ros_pgpt', 'query', '--service', node.service, '--timeout', '60']
+    res = subprocess.run(base + ['point to every shape', '--image', str(image_file), '--masks', '--tokens', '36',
+                                 '--save', str(tmp_path / 'ov.png')],
+                         env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "prompt: 'point to every shape'" in res.stdout and 'visual tokens: 36' in res.stdout
+    assert 'round trip' in res.stdout and 'mask px' in res.stdout
+    assert read_image_file(tmp_path / 'ov.png').shape == (480, 640, 3)
+    # latest camera frame, overlay taken from the node's ~/overlay (the command takes seconds to start)
+    assert node.set_parameters(max_image_age=0.0)[0].successful
+    try:
+        node.publish_frame(sample.scene.image, stamp=(500, 0))
+        res = subprocess.run(base + ['where is the red object?', '--save', str(tmp_path / 'ov2.png')],
+                             env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        assert node.set_parameters(max_image_age=MAX_AGE)[0].successful
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert '@ 500.000000000' in res.stdout
+    assert read_image_file(tmp_path / 'ov2.png').shape == (480, 640, 3)
+    res = subprocess.run(base + ['   ', '--image', str(image_file)], env=node.env, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and 'the prompt is empty' in res.stderr

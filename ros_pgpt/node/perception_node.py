@@ -20,7 +20,7 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ros_pgpt import ros_io
 from ros_pgpt.node import params as P
@@ -53,7 +53,6 @@ class Frame:
     seq: int
     rgb: object = None
     error: Exception | None = None
-    standing_done: bool = field(default=False)
 
     @property
     def header(self):
