@@ -4,12 +4,13 @@
     result = predictor.ground(image_rgb, "the small red star")
 
 The vision encoder runs once per frame; every further prompt on the same frame
-reuses its features and the KV cache of the image prefix.
+reuses its features and the KV cache of the image prefix. The numbers are
+computed by an engine (``ros_pgpt.runtime``: PyTorch, ONNX Runtime or
+TensorRT); this module is the generation loop around it.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from .batching import encode_prompt, image_tensor, normalize_prompt
-from .modeling.grounding_model import FrameFeatures, GroundingModel
+from .modeling.grounding_model import GroundingModel
 from .transforms import Letterbox
 
 
@@ -44,8 +45,8 @@ class GroundingResult:
 class _Frame:
     key: object
     letterbox: Letterbox
-    features: FrameFeatures
-    prefixes: dict  # visual-token count -> (KV cache, prefix length)
+    features: object  # the engine's per-frame output (FrameFeatures for PyTorch)
+    prefixes: dict  # visual-token count -> LMState of the image prefix (KV cache + length)
 
 
 class _Stopwatch:
@@ -64,16 +65,38 @@ def referring_phrase(prompt: str) -> str:
     return normalize_prompt(prompt).rstrip("?.! ")
 
 
-class Predictor:
-    """Greedy grounding with per-frame caching over a ``GroundingModel``."""
+def _letterboxed_pixels(image: np.ndarray, letterbox: Letterbox) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (1, 3, S, S) float32 in [0, 1] via ``batching.image_tensor``.
 
-    def __init__(self, model: GroundingModel, *, max_objects: int = 8, max_answer_tokens: int = 12,
-                 mask_threshold: float = 0.0) -> None:
-        self.model = model.eval()
+    A numpy view of the training-time tensor, strides included: PyTorch's
+    convolutions pick their kernels by memory layout, so the PyTorch engine
+    sees exactly the tensor it always saw (other engines copy it contiguous).
+    """
+    return image_tensor(image, letterbox).unsqueeze(0).numpy()
+
+
+class Predictor:
+    """Greedy grounding with per-frame caching over an engine (PyTorch, ONNX Runtime, TensorRT).
+
+    ``Predictor(model)`` runs a ``GroundingModel`` in PyTorch;
+    ``Predictor.from_engine(engine)`` runs any ``ros_pgpt.runtime`` engine
+    (``ros_pgpt.runtime.create_predictor`` picks one).
+    """
+
+    def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8, max_answer_tokens: int = 12,
+                 mask_threshold: float = 0.0, engine=None) -> None:
+        if engine is None:
+            if model is None:
+                raise ValueError("Predictor needs a model or an engine")
+            from .runtime.torch_backend import TorchEngine
+
+            engine = TorchEngine(model)
+        self.engine = engine
+        self.model = getattr(engine, "model", model)  # None for engines without a PyTorch model
         self.max_objects = max_objects
         self.max_answer_tokens = max_answer_tokens
         self.mask_threshold = mask_threshold
-        self.device = next(model.parameters()).device
+        self.device = getattr(engine, "device", torch.device("cpu"))
         self._frame: _Frame | None = None
 
     @classmethod
@@ -82,29 +105,42 @@ class Predictor:
 
         return cls(load_model(directory), **kwargs)
 
+    @classmethod
+    def from_engine(cls, engine, **kwargs) -> "Predictor":
+        return cls(None, engine=engine, **kwargs)
+
+    @property
+    def backend(self) -> dict:
+        """What runs the model: backend, precision, providers/threads."""
+        return self.engine.describe()
+
     @property
     def max_visual_tokens(self) -> int:
-        return self.model.projector.max_tokens
+        return self.engine.max_visual_tokens
 
     def tokens_for(self, visual_tokens: int | None) -> int:
         requested = visual_tokens or self.max_visual_tokens
         if requested > self.max_visual_tokens:
             raise ValueError(f"visual_tokens={requested} exceeds the model's maximum {self.max_visual_tokens}")
-        return self.model.projector.tokens_for(requested)
+        return self.engine.tokens_for(requested)
 
-    @torch.inference_mode()
     def set_image(self, image: np.ndarray, key: object = None) -> bool:
         """Encode a frame unless ``key`` names the cached one; returns True when cached."""
         if key is not None and self._frame is not None and self._frame.key == key:
             return True
-        _check_image(image)
-        letterbox = Letterbox.for_image(image, self.model.image_size)
-        pixels = image_tensor(image, letterbox).unsqueeze(0).to(self.device)
-        features = self.model.encode_frames(pixels)
-        self._frame = _Frame(key=key, letterbox=letterbox, features=features, prefixes={})
+        letterbox, pixels = self._preprocess(image)
+        self._encode(key, letterbox, pixels)
         return False
 
-    @torch.inference_mode()
+    def _preprocess(self, image: np.ndarray):
+        _check_image(image)
+        letterbox = Letterbox.for_image(image, self.engine.image_size)
+        return letterbox, _letterboxed_pixels(image, letterbox)
+
+    def _encode(self, key, letterbox: Letterbox, pixels: np.ndarray) -> None:
+        features = self.engine.encode_frame(pixels)
+        self._frame = _Frame(key=key, letterbox=letterbox, features=features, prefixes={})
+
     def ground(self, image: np.ndarray | None, prompt: str, *, visual_tokens: int | None = None,
                masks: bool = True, boxes=(), key: object = None) -> GroundingResult:
         """Ground ``prompt`` on ``image`` (None: the frame set last).
@@ -115,85 +151,72 @@ class Predictor:
         count = self.tokens_for(visual_tokens)
         if image is None and self._frame is None:
             raise ValueError("no image: pass one or call set_image first")
+        cached = image is None or (key is not None and self._frame is not None and self._frame.key == key)
+        pending = None if cached else self._preprocess(image)
         watch.lap("preprocess")
-        cached = True if image is None else self.set_image(image, key)
+        if pending is not None:
+            self._encode(key, *pending)
         frame = self._frame
         watch.lap("vision")
-        ids = self.model.ids
-        encoded = encode_prompt(self.model.language_model.tokenizer, ids, prompt,
+        engine = self.engine
+        encoded = encode_prompt(engine.tokenizer, engine.ids, prompt,
                                 frame.letterbox.boxes_to_unit(np.asarray(boxes, np.float32).reshape(-1, 4)))
-        prefix_cache, prefix_len = self._prefix(frame, count)
-        # A private copy: the prefix cache stays as it was for the next prompt (a few hundred KB).
-        objects, answer_ids = self._generate(frame, encoded, copy.deepcopy(prefix_cache), prefix_len, watch)
+        prefix = self._prefix(frame, count)
+        objects, answer_ids = self._generate(frame, encoded, engine.fork(prefix), watch)
         result_objects = self._postprocess(frame, objects, masks, referring_phrase(prompt))
         watch.lap("postprocess")
-        answer = self.model.language_model.tokenizer.decode(answer_ids, skip_special_tokens=False)
+        answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False)
         watch.timings["total"] = sum(watch.timings.values())
         return GroundingResult(prompt=prompt, answer=answer.strip(), objects=result_objects,
                                visual_tokens=count, frame_cached=cached, timings=watch.timings)
 
     def _prefix(self, frame: _Frame, count: int):
         if count not in frame.prefixes:
-            from transformers import DynamicCache
-
-            embeds = self.model.image_prefix(frame.features, count)
-            cache = DynamicCache()
-            self.model.language_model(embeds, past_key_values=cache)
-            frame.prefixes[count] = (cache, embeds.shape[1])
+            frame.prefixes[count] = self.engine.image_prefix(frame.features, count)
         return frame.prefixes[count]
 
-    def _generate(self, frame: _Frame, encoded, cache, prefix_len: int, watch: _Stopwatch):
-        model, ids = self.model, self.model.ids
-        lm = model.language_model
-        tokens = torch.tensor([encoded.ids], device=self.device)
-        embeds = lm.embed(tokens)
-        if encoded.box_positions:
-            codes = model.perception_encoder(torch.from_numpy(encoded.boxes).to(self.device))
-            embeds[0, encoded.box_positions] += codes
-        position = prefix_len
-        hidden, logits, _ = lm(embeds, past_key_values=cache, position_ids=self._positions(position, embeds))
-        position += embeds.shape[1]
+    def _generate(self, frame: _Frame, encoded, state, watch: _Stopwatch):
+        engine, ids = self.engine, self.engine.ids
+        embeds = engine.embed(encoded.ids, encoded.box_positions, encoded.boxes)
+        state, hidden, logits = engine.forward(state, embeds)
         watch.lap("prefill")
         objects, answer = [], []
-        memory, mask_map = frame.features.memory, frame.features.mask_map
         feedback = None
         for _ in range(self.max_answer_tokens):
-            probs = logits[0, -1].softmax(-1)
-            token = int(probs.argmax())
+            token = int(logits.argmax())
             if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
                 break
             answer.append(token)
-            embeds = lm.embed(torch.tensor([[token]], device=self.device))
-            if feedback is not None:
-                embeds = embeds + feedback
-            hidden, logits, _ = lm(embeds, past_key_values=cache, position_ids=self._positions(position, embeds))
-            position += 1
+            state, hidden, logits_next = engine.forward(state, engine.embed([token], feedback=feedback))
             feedback = None
             if token == ids.obj:
                 watch.lap("decode")
-                box, mask_logits = model.perception_decoder(hidden[:, -1:], memory, mask_map)
-                objects.append((float(probs[token]), box[0, 0], mask_logits[0, 0]))
-                feedback = model.perception_encoder(box[0]).unsqueeze(1)
+                box, mask_logits, feedback = engine.perceive(frame.features, hidden)
+                objects.append((_probability(logits, token), box, mask_logits))
                 watch.lap("perception")
+            logits = logits_next
         watch.lap("decode")
         return objects, answer
-
-    @staticmethod
-    def _positions(start: int, embeds: torch.Tensor) -> torch.Tensor:
-        return torch.arange(start, start + embeds.shape[1], device=embeds.device).unsqueeze(0)
 
     def _postprocess(self, frame: _Frame, objects, masks: bool, phrase: str) -> list[GroundedObject]:
         if not objects:
             return []
         letterbox = frame.letterbox
-        boxes = letterbox.boxes_from_unit(torch.stack([o[1] for o in objects]).cpu().numpy())
+        boxes = letterbox.boxes_from_unit(np.stack([np.asarray(o[1], np.float32) for o in objects]))
         planes = None
         if masks:
-            logits = torch.stack([o[2] for o in objects]).cpu().numpy()
+            logits = np.stack([np.asarray(o[2], np.float32) for o in objects])
             planes = letterbox.mask_logits_to_source(logits) > self.mask_threshold
         return [GroundedObject(phrase=phrase, score=score, box=tuple(float(v) for v in boxes[i]),
                                mask=None if planes is None else planes[i])
                 for i, (score, _, _) in enumerate(objects)]
+
+
+def _probability(logits: np.ndarray, token: int) -> float:
+    """softmax(logits)[token] in float32, as torch computes it."""
+    shifted = logits.astype(np.float32) - logits.max()
+    weights = np.exp(shifted)
+    return float(weights[token] / weights.sum())
 
 
 def _check_image(image: np.ndarray) -> None:

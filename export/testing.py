@@ -1,0 +1,50 @@
+"""Checkpoints for the export/runtime/bench tests.
+
+``test_checkpoint(tmp)`` gives the trained default checkpoint when it exists
+($ROS_PGPT_CHECKPOINT or ros_pgpt/checkpoints/default), else an untrained
+tiny one written to ``tmp`` (tests/data/tiny_model.yaml when present, same
+code paths, far fewer FLOPs). fp32 parity holds for untrained weights too;
+accuracy checks (int8) need the trained one and skip without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_MODEL = {
+    "image_size": 128, "projector_channels": 32, "projector_depth": 1, "max_visual_tokens": 16,
+    "llm_hidden": 64, "llm_layers": 2, "llm_heads": 2, "llm_intermediate": 128, "vocab_size": 400,
+    "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2,
+}
+
+
+def trained_checkpoint() -> Path | None:
+    from ros_pgpt.checkpoints import default_checkpoint
+
+    directory = default_checkpoint()
+    return directory if (directory / "model.safetensors").is_file() else None
+
+
+def tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """An untrained tiny checkpoint (random heads, pretrained EfficientNet-Lite0)."""
+    import torch
+
+    from ros_pgpt.build import build_model, save_checkpoint
+    from ros_pgpt.config import model_config_from_dict
+    from ros_pgpt.data.corpus import text_corpus
+
+    torch.manual_seed(seed)
+    config = model_config_from_dict(dict(TINY_MODEL))
+    model = build_model(config, tokenizer_texts=text_corpus(200, seed=seed))
+    return save_checkpoint(model, Path(directory), config=config, metadata={"step": 0})
+
+
+def test_checkpoint(tmp: Path) -> tuple[Path, bool]:
+    """(checkpoint directory, trained?)."""
+    trained = trained_checkpoint()
+    if trained is not None:
+        return trained, True
+    return tiny_checkpoint(Path(tmp) / "tiny"), False
+
+
+test_checkpoint.__test__ = False  # not a pytest test

@@ -1,0 +1,73 @@
+"""The interface between the predictor's generation loop and a backend.
+
+``Predictor`` (ros_pgpt/predictor.py) owns the loop: letterboxing, the frame
+cache, the per-count image-prefix cache, greedy decoding, the perception
+feedback and postprocessing. An ``Engine`` owns the numbers: it runs the
+vision graph, the projector, the LLM with its KV cache, and the perception
+heads, on PyTorch, ONNX Runtime or TensorRT.
+
+Values that cross the interface:
+- pixels: float32 numpy (1, 3, S, S) in [0, 1];
+- ``frame``: whatever ``encode_frame`` returns (opaque to the loop);
+- ``state``: an ``LMState`` (a KV cache in the engine's own form + its length).
+  States are never changed in place except by ``forward`` on a state that
+  came from ``fork``; the cached image-prefix state stays as it was;
+- ``embeds``/``hidden``/``feedback``: opaque tensors of the engine;
+- ``logits``: float32 numpy (V,) of the last position;
+- ``perceive`` returns box (4,) unit xyxy and mask logits (h, w), numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LMState:
+    cache: Any  # the engine's KV cache
+    length: int  # tokens in the cache (= position of the next token)
+
+
+class Engine:
+    """Base class: see the module docstring for the contract."""
+
+    name = "abstract"
+    precision = "fp32"
+    image_size: int
+    mask_side: int
+    max_visual_tokens: int
+    tokenizer: Any
+    ids: Any
+
+    def describe(self) -> dict:
+        """What runs where (for logs and the bench)."""
+        return {"backend": self.name, "precision": self.precision}
+
+    def tokens_for(self, count: int) -> int:
+        raise NotImplementedError
+
+    def encode_frame(self, pixels: np.ndarray):
+        raise NotImplementedError
+
+    def image_prefix(self, frame, count: int) -> LMState:
+        """Prefill ``<bos> <image> v_1..v_count </image>``; the state is cached per frame and count."""
+        raise NotImplementedError
+
+    def fork(self, state: LMState) -> LMState:
+        """A private copy of ``state`` for one prompt."""
+        raise NotImplementedError
+
+    def embed(self, ids: list[int], box_positions=(), boxes: np.ndarray | None = None, feedback=None):
+        """Token embeddings (1, T, D); prompt boxes fill ``box_positions``; ``feedback`` adds to every row."""
+        raise NotImplementedError
+
+    def forward(self, state: LMState, embeds) -> tuple[LMState, Any, np.ndarray]:
+        """Run the LLM on ``embeds`` after ``state``: (new state, last hidden (1,1,D), last logits (V,))."""
+        raise NotImplementedError
+
+    def perceive(self, frame, hidden) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Perception token hidden state -> (box (4,), mask logits (h,w), feedback embedding)."""
+        raise NotImplementedError

@@ -1,0 +1,87 @@
+"""Compare two predictors on held-out scenes (backend parity, quantization loss).
+
+    report = compare_predictors(reference, candidate, samples=50, token_counts=[64])
+
+Both run ``evaluate.evaluate_predictor`` on the same scenes and prompts; every
+query's results are recorded and compared pairwise:
+- ``same_objects``: fraction of prompts where the candidate finds the same
+  number of objects and each box overlaps its reference box with IoU >= 0.5;
+- ``box_rel_max``: largest box-coordinate difference relative to the image
+  size, over prompts where both found the same number of objects;
+- ``mask_iou_min``/``mask_iou_mean``: over matched objects;
+- each side's evaluation metrics (acc50, miou, plural_f1, absent_acc) and the
+  Acc@0.5 difference in points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RecordingPredictor:
+    """Delegates to a predictor and keeps every ``ground`` result in order."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.results = []
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def set_image(self, image, key=None):
+        self.image_shape = image.shape
+        return self.predictor.set_image(image, key)
+
+    def ground(self, *args, **kwargs):
+        result = self.predictor.ground(*args, **kwargs)
+        self.results.append((self.image_shape, result))
+        return result
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else float(a == b)
+
+
+def _mask_iou(a, b) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def compare_results(reference: list, candidate: list) -> dict:
+    same, rel, ious = 0, 0.0, []
+    for (shape, ref), (_, cand) in zip(reference, candidate):
+        if len(ref.objects) != len(cand.objects):
+            continue
+        size = float(max(shape[0], shape[1]))
+        matched = True
+        for a, b in zip(ref.objects, cand.objects):
+            matched &= _iou(a.box, b.box) >= 0.5
+            rel = max(rel, float(np.abs(np.subtract(a.box, b.box)).max()) / size)
+            if a.mask is not None and b.mask is not None:
+                ious.append(_mask_iou(a.mask, b.mask))
+        same += matched
+    total = len(reference)
+    return {"prompts": total, "same_objects": round(same / total, 4) if total else None,
+            "box_rel_max": rel, "mask_iou_min": round(min(ious), 4) if ious else None,
+            "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None}
+
+
+def compare_predictors(reference, candidate, *, samples: int, token_counts: list[int], seed: int = 0) -> dict:
+    from ..evaluate import evaluate_predictor
+
+    recorded = []
+    metrics = []
+    for predictor in (reference, candidate):
+        recorder = RecordingPredictor(predictor)
+        metrics.append(evaluate_predictor(recorder, samples=samples, token_counts=token_counts, seed=seed))
+        recorded.append(recorder.results)
+    report = compare_results(*recorded)
+    report["reference"], report["candidate"] = metrics
+    report["acc50_drop_points"] = {
+        count: round(100 * ((metrics[0][count]["acc50"] or 0) - (metrics[1][count]["acc50"] or 0)), 2)
+        for count in metrics[0]}
+    return report
