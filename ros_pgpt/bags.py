@@ -348,7 +348,8 @@ def replay_main(argv=None) -> int:
     parser.add_argument('bag', help='bag directory (mcap or sqlite3)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1)')
     parser.add_argument('--loop', action='store_true', help='start over at the end (until Ctrl-C)')
-    parser.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO', help='rename topics')
+    parser.add_argument('--remap', nargs='+', action='extend', default=[], metavar='FROM:=TO',
+                        help='rename topics (repeatable)')
     parser.add_argument('--topics', nargs='+', help='only these topics (bag names)')
     parser.add_argument('--wait-subscribers', type=float, default=10.0, metavar='S',
                         help='wait up to S s for a subscriber on every topic before starting (default 10)')
