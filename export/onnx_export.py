@@ -9,6 +9,7 @@ Writes (see graphs.py for what each graph holds):
     perception.onnx            hidden (B,K,D), memory, mask_map -> boxes, mask_logits, feedback
     box_encoder.onnx           boxes (N,4)                  -> embeddings (N,D)
     llm_fp32.onnx / llm_int8.onnx  embeds + past KV         -> hidden, logits, present KV
+    llm_int4.onnx              (with int4=True) weight-only int4 MatMulNBits LLM
     embeddings.npy             the LLM's input embedding table (token id -> row)
     manifest.json              files, shapes, precisions, sha256, parity figures
 """
@@ -50,7 +51,32 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        produced = module(*args)
+    _declare_output_shapes(path, dict(zip(outputs, produced if isinstance(produced, tuple) else (produced,))), axes)
     return path
+
+
+def _declare_output_shapes(path: Path, produced: dict, axes: dict) -> None:
+    """Write each output's shape into the graph: named dynamic axes, the example's size elsewhere.
+
+    The TorchScript exporter leaves generated names (or wrong ones) on output
+    axes it cannot infer; the manifest and TensorRT read these shapes.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in model.graph.output:
+        tensor = produced[value.name]
+        dims = value.type.tensor_type.shape.dim
+        while len(dims) < tensor.dim():
+            dims.add()
+        for axis, dim in enumerate(dims):
+            dynamic = axes.get(value.name, {}).get(axis)
+            if dynamic:
+                dim.dim_param = dynamic
+            else:
+                dim.dim_value = int(tensor.shape[axis])
+    onnx.save(model, str(path))
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -263,10 +289,26 @@ def quantize_llm(fp32_path: Path, out: Path) -> Path:
     return path
 
 
+def quantize_llm_int4(fp32_path: Path, out: Path, block_size: int = 32) -> Path:
+    """Weight-only int4 (block-wise, symmetric) MatMulNBits: the route that carries to Jetson (CUDA kernels)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    path = out / "llm_int4.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("root").setLevel(logging.ERROR)
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_path)), bits=4, block_size=block_size,
+                                         is_symmetric=True)
+        quantizer.process()
+        onnx.save(quantizer.model.model, str(path))
+    return path
+
+
 # -- the whole export ------------------------------------------------------------------------
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: list[int] | None = None,
-                      int8: bool = True, tensorrt: tuple[str, ...] | None = None,
+                      int8: bool = True, int4: bool = False, tensorrt: tuple[str, ...] | None = None,
                       calibration_frames: int = 64) -> dict:
     """Export ``checkpoint`` into ``out_dir`` and write ``manifest.json`` (returned).
 
@@ -316,6 +358,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
         path = quantize_llm(llm_path, out)
         parity["llm_int8"] = llm_parity(model, path)
         note("llm_int8", path, "int8 (dynamic, per-channel weights)", t)
+    if int4:
+        t = time.perf_counter()
+        path = quantize_llm_int4(llm_path, out)
+        parity["llm_int4"] = llm_parity(model, path)
+        note("llm_int4", path, "int4 (weight-only, block 32, MatMulNBits)", t)
     table = model.language_model.model.get_input_embeddings().weight.detach().numpy().astype(np.float32)
     np.save(out / "embeddings.npy", table)
     files["embeddings"] = {"file": "embeddings.npy", "sha256": file_sha256(out / "embeddings.npy"),
@@ -374,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="export directory (default: $ROS_PGPT_EXPORT_DIR or <checkpoint>/export)")
     parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: all squares <= M)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 LLM")
+    parser.add_argument("--int4", action="store_true", help="also write an int4 weight-only LLM (llm_int4.onnx)")
     parser.add_argument("--tensorrt", default=None, metavar="PRECISIONS",
                         help="TensorRT engines to build: 'fp16,int8' (default when TensorRT+GPU exist), or 'none'")
     parser.add_argument("--calibration-frames", type=int, default=64, help="INT8 calibration scenes")
@@ -387,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else default_export_dir(checkpoint)
     trt = None if args.tensorrt is None else (() if args.tensorrt == "none" else tuple(args.tensorrt.split(",")))
     counts = [int(t) for t in args.tokens.split(",")] if args.tokens else None
-    manifest = export_checkpoint(checkpoint, out, counts=counts, int8=not args.no_int8, tensorrt=trt,
+    manifest = export_checkpoint(checkpoint, out, counts=counts, int8=not args.no_int8, int4=args.int4, tensorrt=trt,
                                  calibration_frames=args.calibration_frames)
     if args.json:
         print(json.dumps(manifest, indent=2))

@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runtime")
     checkpoint, trained = test_checkpoint(tmp)
     out = tmp / "onnx"
-    export_checkpoint(checkpoint, out, tensorrt=())
+    export_checkpoint(checkpoint, out, int4=True, tensorrt=())
     return checkpoint, out, trained
 
 
@@ -280,3 +280,12 @@ def test_ort_engine_runs_without_a_torch_model(exported):
     assert not hasattr(engine, "model")
     assert engine.describe()["providers"][-1] == "CPUExecutionProvider"
     assert engine.tokens_for(10) == 9
+
+
+def test_int4_llm_runs_through_the_same_interface(exported):
+    checkpoint, out, _ = exported
+    predictor = create_predictor(checkpoint, backend="onnxruntime", precision="int4", engine_dir=out)
+    assert predictor.backend["llm"] == "llm_int4.onnx"
+    sample = scenes(1, seed=9)[0]
+    result = predictor.ground(sample.scene.image, sample.queries[0].prompt, boxes=sample.queries[0].input_boxes)
+    assert result.timings["total"] > 0

@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "pytorch")
-PRECISIONS = {"pytorch": ("fp32", "int8"), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8", "fp32")}
+PRECISIONS = {"pytorch": ("fp32", "int8"), "onnxruntime": ("fp32", "int8", "int4"), "tensorrt": ("fp16", "int8", "fp32")}
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,9 @@ def create_predictor(checkpoint: str | Path | None = None, *, backend: str = "au
                      **options):
     """Load ``checkpoint`` (default: the shipped one) on ``backend``; returns a ``Predictor``.
 
-    precision: pytorch fp32|int8 (default fp32); onnxruntime fp32|int8 (default
-      int8 on CPU, fp32 on CUDA); tensorrt fp16|int8|fp32 (default fp16).
+    precision: pytorch fp32|int8 (default fp32); onnxruntime fp32|int8|int4
+      (default int8 on CPU, fp32 on CUDA; int4 needs ``export --int4``);
+      tensorrt fp16|int8|fp32 (default fp16).
     engine_dir: where the export (ONNX, manifest, TensorRT engines) lives.
     threads: CPU threads for PyTorch / ONNX Runtime (default: all cores).
     export: True exports when missing even for ``auto``; False never exports

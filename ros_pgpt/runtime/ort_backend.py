@@ -5,7 +5,8 @@ Execution providers: TensorRT EP, then CUDA EP when ONNX Runtime has them
 - ``int8`` (the CPU default): the LLM graph quantized to int8 (dynamic,
   per-channel weights), everything else fp32;
 - ``fp32``: every graph fp32 (the default on CUDA, where the int8 LLM's
-  integer matmuls would fall back to the CPU).
+  integer matmuls would fall back to the CPU);
+- ``int4``: weight-only int4 LLM (MatMulNBits; ``ros-pgpt export --int4``).
 
 No PyTorch model is built: the graphs, the embedding table and the
 checkpoint's tokenizer are all it loads.
@@ -23,7 +24,7 @@ from .artifacts import read_manifest
 from .engine import Engine, LMState
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "int4")
 
 
 def available_providers() -> list[str]:
@@ -69,8 +70,8 @@ class OrtEngine(Engine):
         precision = precision or ("fp32" if on_gpu else "int8")
         if precision not in PRECISIONS:
             raise ValueError(f"onnxruntime precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-        if precision == "int8" and "llm_int8" not in manifest["files"]:
-            raise FileNotFoundError(f"{export_dir} has no int8 LLM (exported with --no-int8)")
+        if precision != "fp32" and f"llm_{precision}" not in manifest["files"]:
+            raise FileNotFoundError(f"{export_dir} has no {precision} LLM (see ros-pgpt export --help)")
         self.precision = precision
         self.threads = threads or default_threads()
         meta = manifest["model"]
@@ -86,7 +87,7 @@ class OrtEngine(Engine):
         self.table = np.load(self.export_dir / manifest["files"]["embeddings"]["file"])
         self._sessions: dict[str, object] = {}
         self._load_graphs()
-        self._llm = self._session("llm_int8" if precision == "int8" else "llm_fp32", cpu_only=precision == "int8")
+        self._llm = self._session(f"llm_{precision}", cpu_only=precision == "int8")
         self._past_names = [f"past_{kind}_{i}" for i in range(self.layers) for kind in ("key", "value")]
         self._out_names = ["hidden", "logits"] + [f"present_{kind}_{i}" for i in range(self.layers)
                                                   for kind in ("key", "value")]
@@ -114,7 +115,7 @@ class OrtEngine(Engine):
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision, "threads": self.threads,
                 "providers": [_provider_name(p) for p in self.providers],
-                "llm": "llm_int8.onnx (CPU EP)" if self.precision == "int8" else "llm_fp32.onnx",
+                "llm": f"llm_{self.precision}.onnx" + (" (CPU EP)" if self.precision == "int8" else ""),
                 "export_dir": str(self.export_dir)}
 
     # -- engine interface ---------------------------------------------------------------

@@ -70,18 +70,66 @@ def compare_results(reference: list, candidate: list) -> dict:
             "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None}
 
 
-def compare_predictors(reference, candidate, *, samples: int, token_counts: list[int], seed: int = 0) -> dict:
+def record(predictor, *, samples: int, token_counts: list[int], seed: int = 0) -> tuple[dict, list]:
+    """(evaluate_predictor metrics, every (image shape, result) in order)."""
     from ..evaluate import evaluate_predictor
 
-    recorded = []
-    metrics = []
-    for predictor in (reference, candidate):
-        recorder = RecordingPredictor(predictor)
-        metrics.append(evaluate_predictor(recorder, samples=samples, token_counts=token_counts, seed=seed))
-        recorded.append(recorder.results)
+    recorder = RecordingPredictor(predictor)
+    metrics = evaluate_predictor(recorder, samples=samples, token_counts=token_counts, seed=seed)
+    return metrics, recorder.results
+
+
+def compare_predictors(reference, candidate, *, samples: int, token_counts: list[int], seed: int = 0,
+                       reference_record: tuple[dict, list] | None = None) -> dict:
+    recorded, metrics = [], []
+    for predictor, done in ((reference, reference_record), (candidate, None)):
+        values, results = done or record(predictor, samples=samples, token_counts=token_counts, seed=seed)
+        metrics.append(values)
+        recorded.append(results)
     report = compare_results(*recorded)
     report["reference"], report["candidate"] = metrics
     report["acc50_drop_points"] = {
         count: round(100 * ((metrics[0][count]["acc50"] or 0) - (metrics[1][count]["acc50"] or 0)), 2)
         for count in metrics[0]}
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ros_pgpt.runtime.parity``: candidates vs PyTorch fp32 on held-out scenes, as JSON."""
+    import argparse
+    import json
+    import time
+
+    from . import create_predictor
+
+    parser = argparse.ArgumentParser(prog="python -m ros_pgpt.runtime.parity", description=main.__doc__)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--engine-dir", default=None)
+    parser.add_argument("--candidates", default="onnxruntime:int8,pytorch:int8,onnxruntime:fp32")
+    parser.add_argument("--samples", type=int, default=150, help="held-out scenes (4 prompts each)")
+    parser.add_argument("--tokens", default="16,64")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    counts = [int(t) for t in args.tokens.split(",")]
+    reference = create_predictor(args.checkpoint, backend="pytorch", precision="fp32")
+    started = time.perf_counter()
+    baseline = record(reference, samples=args.samples, token_counts=counts, seed=args.seed)
+    out = {"reference_wall_s": round(time.perf_counter() - started, 1), "samples": args.samples, "tokens": counts, "seed": args.seed, "candidates": {}}
+    for spec in args.candidates.split(","):
+        backend, _, precision = spec.partition(":")
+        started = time.perf_counter()
+        candidate = create_predictor(args.checkpoint, backend=backend, precision=precision or None,
+                                     engine_dir=args.engine_dir)
+        report = compare_predictors(reference, candidate, samples=args.samples, token_counts=counts, seed=args.seed,
+                                    reference_record=baseline)
+        report["wall_s"] = round(time.perf_counter() - started, 1)
+        out["candidates"][spec] = report
+        print(json.dumps({spec: report}), flush=True)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
