@@ -25,8 +25,9 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['ros_pgpt', 'ros_pgpt.*']) + ['ros_pgpt.export'],
     package_dir={'ros_pgpt.export': 'export'},
-    # The generated C extension modules, when scripts/setup.sh put them there.
-    package_data={'ros_pgpt': ['*.so']},
+    # The generated C extension modules (when scripts/setup.sh put them there),
+    # the shipped checkpoint and the phrasing reference.
+    package_data={'ros_pgpt': ['*.so', 'checkpoints/default/*'], 'ros_pgpt.data': ['*.md']},
     install_requires=['numpy', 'pyyaml'],
     entry_points={'console_scripts': ['ros-pgpt = ros_pgpt.cli:main']},
     zip_safe=False,

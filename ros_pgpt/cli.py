@@ -29,6 +29,7 @@ COMMANDS = {
     'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
     'export': ('ros_pgpt.export.onnx_export:main', 'export a checkpoint to ONNX (+int8 LLM, +TensorRT engines) with a manifest'),
     'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),
+    'llm-choice': ('ros_pgpt.llm_choice:main', 'measure the LLM candidates (size, latency, training cost)'),
     'make-bag': ('ros_pgpt.bags:make_bag_main', 'write the sample camera bag (synthetic scene, + ground-truth JSON)'),
     'node': ('ros_pgpt.node:main', 'run the perception node (= ros2 run ros_pgpt perception_node; --ros-args ...)'),
     'query': ('ros_pgpt.node.query:main', 'ask the running node for objects in words; print boxes/masks'),

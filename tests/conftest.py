@@ -31,3 +31,6 @@ def ros_context(ros_env):
     """An initialised private rclpy Context on the ``ros_env`` domain."""
     with rclpy_context(ros_env) as ctx:
         yield ctx
+
+
+TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"

