@@ -44,7 +44,34 @@ def test_checkpoint(tmp: Path) -> tuple[Path, bool]:
     trained = trained_checkpoint()
     if trained is not None:
         return trained, True
-    return tiny_checkpoint(Path(tmp) / "tiny"), False
+    tiny = Path(tmp) / "tiny"
+    if (tiny / "model.safetensors").is_file():
+        return tiny, False
+    return tiny_checkpoint(tiny), False
 
 
 test_checkpoint.__test__ = False  # not a pytest test
+
+
+def shared_export(tmp_path_factory) -> tuple[Path, Path, bool]:
+    """(checkpoint, export dir, trained?): exported once per test session, shared by the test modules.
+
+    Lives under pytest's session base temp dir; a module that needs it calls
+    this from a module-scoped fixture and gets the same export.
+    """
+    from ros_pgpt.runtime.artifacts import export_status
+
+    from .onnx_export import export_checkpoint
+
+    base = Path(tmp_path_factory.getbasetemp()) / "ros_pgpt_shared_export"
+    checkpoint, trained = test_checkpoint(base)
+    out = base / "onnx"
+    if not export_status(checkpoint, out)[0] or "llm_int4" not in _files(out):
+        export_checkpoint(checkpoint, out, int4=True, tensorrt=())
+    return checkpoint, out, trained
+
+
+def _files(out: Path) -> dict:
+    from ros_pgpt.runtime.artifacts import read_manifest
+
+    return (read_manifest(out) or {}).get("files", {})

@@ -17,7 +17,7 @@ from ros_pgpt.build import load_model
 from ros_pgpt.export.graphs import ProjectorGraph, pooling_matrix, supported_counts
 from ros_pgpt.export.llm import KVLlama
 from ros_pgpt.export.onnx_export import example_frames, export_checkpoint
-from ros_pgpt.export.testing import test_checkpoint
+from ros_pgpt.export.testing import shared_export
 from ros_pgpt.runtime.artifacts import checkpoint_fingerprint, export_status, file_sha256
 
 pytestmark = pytest.mark.timeout(900)
@@ -25,10 +25,8 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
-    checkpoint, _trained = test_checkpoint(tmp)
-    out = tmp / "onnx"
-    manifest = export_checkpoint(checkpoint, out, tensorrt=())
+    checkpoint, out, _trained = shared_export(tmp_path_factory)
+    manifest = json.loads((out / "manifest.json").read_text())
     return checkpoint, out, manifest, load_model(checkpoint)
 
 
@@ -61,14 +59,14 @@ def test_manifest_lists_every_file_with_hash_shapes_and_precision(exported):
     assert manifest["checkpoint_sha256"] == checkpoint_fingerprint(checkpoint)
     counts = supported_counts(model.projector.max_tokens)
     assert manifest["model"]["visual_token_counts"] == counts
-    expected = {"frame", "perception", "box_encoder", "llm_fp32", "llm_int8", "embeddings"} | {
+    expected = {"frame", "perception", "box_encoder", "llm_fp32", "llm_int8", "llm_int4", "embeddings"} | {
         f"projector_n{c}" for c in counts}
     assert set(manifest["files"]) == expected
     for name, entry in manifest["files"].items():
         path = out / entry["file"]
         assert path.is_file() and path.stat().st_size == entry["bytes"]
         assert file_sha256(path) == entry["sha256"], name
-        assert entry["precision"].split()[0] in ("fp32", "int8")
+        assert entry["precision"].split()[0] in ("fp32", "int8", "int4")
     frame = manifest["files"]["frame"]
     assert frame["inputs"][0] == {"name": "images", "shape": ["batch", 3, model.image_size, model.image_size],
                                   "dtype": "float32"}
@@ -84,7 +82,7 @@ def test_manifest_parity_figures(exported):
     assert max(parity["projector"].values()) < 1e-4
     assert parity["perception"]["boxes_rel"] < 1e-3 and parity["perception"]["mask_iou_min"] >= 0.99
     assert parity["llm_fp32"]["logits_rel"] < 1e-4 and parity["llm_fp32"]["argmax_agree"]
-    assert parity["llm_int8"]["logits_rel"] < 0.1
+    assert parity["llm_int8"]["logits_rel"] < 0.1 and parity["llm_int4"]["logits_rel"] < 0.2
 
 
 def test_frame_graph_dynamic_batch(exported):
@@ -164,10 +162,11 @@ def test_llm_graph_matches_transformers(exported, past, tokens):
     assert got[2].shape == (1, graph.kv_heads, past + tokens, graph.head_dim)
 
 
-def test_int8_llm_is_smaller(exported):
+def test_quantized_llms_are_smaller(exported):
     _, _, manifest, _ = exported
     files = manifest["files"]
     assert files["llm_int8"]["bytes"] < 0.6 * files["llm_fp32"]["bytes"]
+    assert files["llm_int4"]["bytes"] < files["llm_int8"]["bytes"]
 
 
 def test_export_of_other_weights_is_refused(exported, tmp_path):

@@ -10,8 +10,7 @@ import torch
 from ros_pgpt.batching import encode_prompt, image_tensor
 from ros_pgpt.build import load_model
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.export.onnx_export import export_checkpoint
-from ros_pgpt.export.testing import test_checkpoint
+from ros_pgpt.export.testing import shared_export
 from ros_pgpt.predictor import Predictor
 from ros_pgpt.runtime import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.runtime.ort_backend import OrtEngine
@@ -23,11 +22,7 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("runtime")
-    checkpoint, trained = test_checkpoint(tmp)
-    out = tmp / "onnx"
-    export_checkpoint(checkpoint, out, int4=True, tensorrt=())
-    return checkpoint, out, trained
+    return shared_export(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +48,7 @@ def test_backend_names_match_the_node_parameter():
 def test_bad_precision_is_named(exported):
     checkpoint, out, _ = exported
     with pytest.raises(ValueError, match="precision"):
-        create_engine(checkpoint, backend="onnxruntime", precision="int4", engine_dir=out)
+        create_engine(checkpoint, backend="onnxruntime", precision="int3", engine_dir=out)
 
 
 def test_auto_prefers_an_export_and_says_why(exported, tmp_path, caplog):
