@@ -20,7 +20,7 @@ from .modeling.grounding_model import GroundingModel
 from .modeling.image_encoder import build_image_encoder
 from .modeling.language_model import build_language_model
 from .modeling.lora import add_lora
-from .modeling.perception import PerceptionDecoder, PerceptionEncoder
+from .modeling.perception import PerceptionDecoder, PerceptionEncoder, VisualPointer
 from .modeling.projector import build_projector
 
 WEIGHTS_FILE = "model.safetensors"
@@ -46,7 +46,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         perception_decoder=PerceptionDecoder(hidden_dim=width, feature_channels=tuple(image_encoder.channels),
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads),
-        image_size=config.image_size)
+        image_size=config.image_size,
+        pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None)
 
 
 def trained_state(model: GroundingModel) -> dict[str, torch.Tensor]:

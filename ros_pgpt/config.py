@@ -51,6 +51,9 @@ class ModelConfig:
     decoder_dim: int = 128
     decoder_layers: int = 2
     decoder_heads: int = 4
+    # Training-only auxiliary: the perception token points at the visual token
+    # holding its object's centre (grid projectors only).
+    visual_pointer: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,6 +87,7 @@ class TrainConfig:
     box_giou_weight: float = 2.0
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 1.0
+    pointer_weight: float = 1.0
     # Bookkeeping.
     eval_every: int = 500
     eval_samples: int = 200

@@ -126,8 +126,12 @@ def _distributed() -> tuple[int, int]:
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *, resume: bool = False,
-          device: str = "cpu", progress: bool = True) -> dict:
-    """Run (or resume) one training run; returns the final metrics record."""
+          device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> dict:
+    """Run (or resume) one training run; returns the final metrics record.
+
+    ``stop_after``: checkpoint and stop after that many steps of this call (the
+    schedule still spans ``train_config.steps``), to split a run; resume later.
+    """
     from tqdm import tqdm
 
     from .data.corpus import text_corpus
@@ -163,7 +167,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     log_path = out_dir / "train_log.jsonl"
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(range(start, train_config.steps), initial=start, total=train_config.steps,
+    end = train_config.steps if stop_after is None else min(train_config.steps, start + stop_after)
+    bar = tqdm(range(start, end), initial=start, total=train_config.steps,
                disable=not progress or rank != 0, dynamic_ncols=True)
     began = time.perf_counter() - elapsed
     running: dict[str, float] = {}
@@ -184,7 +189,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         optimizer.step()
         for name, value in losses.items():
-            running[name] = 0.9 * running.get(name, float(value)) + 0.1 * float(value)
+            running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
         if rank == 0:
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()} | {"n": count})
             if (step + 1) % train_config.log_every == 0:
@@ -200,7 +205,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
                 with (out_dir / "eval_history.jsonl").open("a") as handle:
                     handle.write(json.dumps(history[-1]) + "\n")
                 bar.write(f"step {step + 1}: {json.dumps(metrics)}")
-            if (step + 1) % train_config.checkpoint_every == 0 or last:
+            if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == end:
                 elapsed = time.perf_counter() - began
                 save_checkpoint(model, out_dir, config=model_config,
                                 metadata={"step": step + 1, "train_wall_s": round(elapsed, 1),
@@ -235,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--stop-after", type=int, help="checkpoint and stop after N steps (continue with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     model_config, train_config = load_config(args.config)
@@ -243,6 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     if (Path(args.out) / WEIGHTS_FILE).exists() and not args.resume:
         parser.error(f"{args.out} already holds a checkpoint: pass --resume or choose another --out")
     result = train(model_config, train_config, Path(args.out), resume=args.resume, device=args.device,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, stop_after=args.stop_after)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     return 0

@@ -18,7 +18,7 @@ from torch import nn
 
 from .language_model import LanguageModel
 from .losses import dice_loss, generalized_box_iou
-from .perception import PerceptionDecoder, PerceptionEncoder
+from .perception import PerceptionDecoder, PerceptionEncoder, VisualPointer
 
 
 @dataclass
@@ -51,13 +51,14 @@ class SequenceBatch:
 class GroundingModel(nn.Module):
     def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
-                 image_size: int) -> None:
+                 image_size: int, pointer: VisualPointer | None = None) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.projector = projector
         self.language_model = language_model
         self.perception_encoder = perception_encoder
         self.perception_decoder = perception_decoder
+        self.pointer = pointer  # training-only auxiliary head (None: no pointer loss)
         self.image_size = image_size
 
     @property
@@ -120,7 +121,7 @@ class GroundingModel(nn.Module):
         prefix = self.image_prefix(frames, num_tokens)
         prefix_len = prefix.shape[1]
         cache = DynamicCache()
-        self.language_model(prefix, past_key_values=cache)
+        prefix_hidden, _, _ = self.language_model(prefix, past_key_values=cache)
         cache.batch_select_indices(batch.scene_index)
         embeds = self.text_embeddings(batch)
         rows = embeds.shape[0]
@@ -140,4 +141,16 @@ class GroundingModel(nn.Module):
             losses["box_giou"] = (1 - generalized_box_iou(boxes, batch.obj_boxes)).mean()
             losses["mask_bce"] = F.binary_cross_entropy_with_logits(mask_logits, batch.obj_masks)
             losses["mask_dice"] = dice_loss(mask_logits, batch.obj_masks)
+            if self.pointer is not None:
+                visual = prefix_hidden[frame, 2:prefix_len - 1]  # after <bos> <image>, before </image>
+                logits = self.pointer(hidden[batch.obj_rows, batch.obj_cols], visual)
+                losses["pointer"] = F.cross_entropy(logits, _centre_cells(batch.obj_boxes, visual.shape[1]))
         return losses
+
+
+def _centre_cells(boxes: torch.Tensor, count: int) -> torch.Tensor:
+    """Row-major index of the grid cell (side sqrt(count)) holding each unit box's centre."""
+    side = int(round(count ** 0.5))
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    cell = (centre * side).long().clamp(0, side - 1)
+    return cell[:, 1] * side + cell[:, 0]

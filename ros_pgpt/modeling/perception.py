@@ -3,6 +3,10 @@
 - ``PerceptionEncoder``: a box -> one LLM input embedding, so prompts can hold
   boxes ("what is in <box>?") and the token after each decoded object knows
   which object was just found.
+- ``VisualPointer`` (training only): scores the visual tokens against a
+  perception token's hidden state; its cross-entropy against the cell that
+  holds the object's centre gives the LLM a direct localization signal, which
+  box and mask losses alone pass back to it only weakly at the start.
 - ``PerceptionDecoder``: a perception token's hidden state -> a box and a
   full-resolution mask. The hidden state becomes a query that cross-attends to
   a stride-8 feature pyramid map, then an MLP regresses the box and a dot
@@ -29,6 +33,19 @@ class PerceptionEncoder(nn.Module):
 
     def forward(self, boxes: torch.Tensor) -> torch.Tensor:
         return self.mlp(box_fourier(boxes, self.code_dim))
+
+
+class VisualPointer(nn.Module):
+    """Perception token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n)."""
+
+    def __init__(self, *, hidden_dim: int, dim: int = 128) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden_dim, dim)
+        self.key = nn.Linear(hidden_dim, dim)
+        self.scale = dim ** -0.5
+
+    def forward(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("kd,knd->kn", self.query(hidden), self.key(visual)) * self.scale
 
 
 class _CrossAttentionBlock(nn.Module):

@@ -1,0 +1,109 @@
+"""A short real training run, checkpoints, resume, DDP and eval (issue 3)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ros_pgpt.build import WEIGHTS_FILE, checkpoint_metadata, load_model
+from ros_pgpt.config import load_config
+from ros_pgpt.data import SceneGenerator
+from ros_pgpt.predictor import Predictor
+from ros_pgpt.train import train
+
+from conftest import TINY_CONFIG
+
+PYTHON = sys.executable
+
+
+def run_cli(*args, env=None, timeout=600):
+    return subprocess.run([PYTHON, "-m", "ros_pgpt.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """30 steps of the tiny config (the same code path as the default checkpoint)."""
+    out = tmp_path_factory.mktemp("tiny")
+    model_config, train_config = load_config(TINY_CONFIG)
+    result = train(model_config, train_config, out, progress=False)
+    return out, result
+
+
+def test_training_lowers_the_loss(trained):
+    out, result = trained
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 31))
+    first = np.mean([r["lm"] for r in log[:5]])
+    last = np.mean([r["lm"] for r in log[-5:]])
+    assert last < 0.6 * first, (first, last)
+    assert result["history"], "the final step evaluates"
+    assert set(result["history"][-1]) >= {"acc50", "miou", "plural_f1", "absent_acc"}
+
+
+def test_checkpoint_round_trip(trained):
+    out, _ = trained
+    assert (out / WEIGHTS_FILE).is_file() and (out / "config.yaml").is_file()
+    metadata = checkpoint_metadata(out)
+    assert metadata["step"] == 30 and metadata["train_wall_s"] > 0
+    first, second = load_model(out), load_model(out)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    scene = SceneGenerator(resolutions=[(320, 240)]).sample(5).scene
+    results = [Predictor(m).ground(scene.image, "the red star", masks=True) for m in (first, second)]
+    assert [o.box for o in results[0].objects] == [o.box for o in results[1].objects]
+    assert results[0].answer == results[1].answer
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, trained):
+    out, _ = trained
+    model_config, train_config = load_config(TINY_CONFIG)
+    train(model_config, train_config, tmp_path, progress=False, stop_after=20)
+    assert checkpoint_metadata(tmp_path)["step"] == 20
+    train(model_config, train_config, tmp_path, resume=True, progress=False)
+    resumed, straight = load_model(tmp_path).state_dict(), load_model(out).state_dict()
+    worst = max(float((resumed[k] - straight[k]).abs().max()) for k in straight)
+    assert worst < 1e-4
+
+
+def test_missing_and_corrupt_checkpoint_files_are_named(tmp_path, trained):
+    out, _ = trained
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_model(tmp_path / "nowhere")
+    for name in ("config.yaml", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE):
+        load_model(tmp_path)
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=WEIGHTS_FILE):
+        load_model(tmp_path)
+
+
+def test_eval_cli_reports_every_metric(trained):
+    out, _ = trained
+    done = run_cli("eval", "--checkpoint", str(out), "--samples", "3", "--tokens", "4,16", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert set(report["results"]) == {"4", "16"}
+    assert report["train_steps"] == 30
+    for metrics in report["results"].values():
+        assert set(metrics) >= {"acc50", "miou", "plural_f1", "absent_acc", "latency_ms_p50"}
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """torchrun with 2 processes on gloo trains and writes one checkpoint."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text(TINY_CONFIG.read_text().replace("steps: 30", "steps: 6"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "ros_pgpt.cli",
+         "train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert checkpoint_metadata(tmp_path / "run")["step"] == 6
+    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 6  # rank 0 alone writes the log
