@@ -67,24 +67,35 @@ class _GridPositions(nn.Module):
         return tokens + self.proj(code).unsqueeze(0)
 
 
-class CAbstractor(nn.Module):
+class _GridProjector(nn.Module):
+    """Shared tail of the grid projectors: n x n cells -> position code -> LayerNorm."""
+
+    def __init__(self, *, out_dim: int, max_tokens: int) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
+        self.positions = _GridPositions(out_dim=out_dim)
+        self.out_norm = nn.LayerNorm(out_dim)
+
+    def tokens_for(self, num_tokens: int) -> int:
+        return grid_side(num_tokens, self.max_tokens) ** 2
+
+    def _finish(self, cells: torch.Tensor, side: int) -> torch.Tensor:
+        """cells (B, n*n, D) in row-major order -> visual tokens."""
+        return self.out_norm(self.positions(cells, side))
+
+
+class CAbstractor(_GridProjector):
     """Honeybee's convolutional abstractor with an elastic output grid."""
 
     def __init__(self, *, in_channels: int, channels: int, out_dim: int, depth: int,
                  max_tokens: int, input_side: int) -> None:
-        super().__init__()
-        self.max_tokens = max_tokens
+        super().__init__(out_dim=out_dim, max_tokens=max_tokens)
         self.stem = nn.Conv2d(in_channels, channels, 1)
         self.input_pos = nn.Parameter(torch.zeros(1, channels, input_side, input_side))
         nn.init.trunc_normal_(self.input_pos, std=0.02)
         self.before = nn.Sequential(*[ResBlock(channels=channels) for _ in range(depth)])
         self.after = nn.Sequential(*[ResBlock(channels=channels) for _ in range(depth)])
         self.readout = nn.Sequential(nn.Linear(channels, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
-        self.positions = _GridPositions(out_dim=out_dim)
-        self.out_norm = nn.LayerNorm(out_dim)
-
-    def tokens_for(self, num_tokens: int) -> int:
-        return grid_side(num_tokens, self.max_tokens) ** 2
 
     def forward(self, features: list[torch.Tensor], num_tokens: int) -> torch.Tensor:
         side = grid_side(num_tokens, self.max_tokens)
@@ -95,27 +106,20 @@ class CAbstractor(nn.Module):
         x = self.before(x + pos)
         x = F.adaptive_avg_pool2d(x, side)
         x = self.after(x)
-        tokens = self.readout(x.flatten(2).transpose(1, 2))
-        return self.out_norm(self.positions(tokens, side))
+        return self._finish(self.readout(x.flatten(2).transpose(1, 2)), side)
 
 
-class LinearProjector(nn.Module):
+class LinearProjector(_GridProjector):
     """Baseline: pool to the grid, one linear layer per cell, position code."""
 
     def __init__(self, *, in_channels: int, out_dim: int, max_tokens: int, **_: object) -> None:
-        super().__init__()
-        self.max_tokens = max_tokens
+        super().__init__(out_dim=out_dim, max_tokens=max_tokens)
         self.linear = nn.Linear(in_channels, out_dim)
-        self.positions = _GridPositions(out_dim=out_dim)
-        self.out_norm = nn.LayerNorm(out_dim)
-
-    def tokens_for(self, num_tokens: int) -> int:
-        return grid_side(num_tokens, self.max_tokens) ** 2
 
     def forward(self, features: list[torch.Tensor], num_tokens: int) -> torch.Tensor:
         side = grid_side(num_tokens, self.max_tokens)
         x = F.adaptive_avg_pool2d(_semantic_map(features), side)
-        return self.out_norm(self.positions(self.linear(x.flatten(2).transpose(1, 2)), side))
+        return self._finish(self.linear(x.flatten(2).transpose(1, 2)), side)
 
 
 class QueryResampler(nn.Module):
