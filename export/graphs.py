@@ -3,7 +3,8 @@
 Split by how often each runs at query time:
 
 - ``FrameGraph`` (once per frame): images (B,3,S,S) in [0,1] -> the perception
-  decoder's pixel side (``memory``, ``mask_map``) and the C-Abstractor's
+  decoder's pixel side (its cross-attention keys/values ``attn_kv`` over the
+  stride-8 memory, and ``mask_map``) and the C-Abstractor's
   count-independent trunk (``proj_map``: stem + input position + the residual
   blocks before pooling). Every prompt on the frame, at any visual-token
   count, reuses these.
@@ -14,7 +15,7 @@ Split by how often each runs at query time:
   taken from ``F.adaptive_avg_pool2d`` itself, so it is exact for every
   count, exportable by the legacy exporter and plain GEMM for TensorRT.
 - ``PerceptionGraph`` (once per ``<obj>``): hidden states (B,K,H) + the cached
-  pixel side -> boxes (B,K,4), mask logits (B,K,h,w) and the feedback
+  pixel side (``attn_kv``, ``mask_map``) -> boxes (B,K,4), mask logits (B,K,h,w) and the feedback
   embedding of each box (the perception encoder), dynamic B and K.
 - ``BoxEncoderGraph``: prompt boxes (N,4) -> embeddings (for "<box>" prompts).
 - ``KVLlama`` (see llm.py): the language model with an explicit KV cache.
@@ -51,7 +52,12 @@ def _require_cabstractor(model) -> CAbstractor:
 
 
 class FrameGraph(nn.Module):
-    """images -> (memory, mask_map, proj_map): all the per-frame work."""
+    """images -> (attn_kv, mask_map, proj_map): all the per-frame work.
+
+    ``attn_kv`` (B, 2*layers, L, dim) holds the perception decoder's
+    cross-attention keys and values for each block: they depend only on the
+    frame, so they are projected once here instead of once per object.
+    """
 
     def __init__(self, model) -> None:
         super().__init__()
@@ -62,13 +68,40 @@ class FrameGraph(nn.Module):
     def forward(self, images: torch.Tensor):
         pyramid = self.encoder(images)
         memory, mask_map = self.decoder.encode_pixels(pyramid)
+        attn_kv = torch.stack([kv for block in self.decoder.blocks for kv in _attention_kv(block.attn, memory)], 1)
         projector = self.projector
         x = projector.stem(_semantic_map(pyramid))
         pos = projector.input_pos
         if pos.shape[-2:] != x.shape[-2:]:
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
         proj_map = projector.before(x + pos)
-        return memory, mask_map, proj_map
+        return attn_kv, mask_map, proj_map
+
+
+def _attention_kv(attn: nn.MultiheadAttention, memory: torch.Tensor):
+    """The key and value projections of ``nn.MultiheadAttention`` (packed in-projection)."""
+    if not attn._qkv_same_embed_dim or not attn.batch_first:
+        raise NotImplementedError("export expects batch_first attention with a packed in-projection")
+    dim = attn.embed_dim
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    keys = F.linear(memory, weight[dim:2 * dim], None if bias is None else bias[dim:2 * dim])
+    values = F.linear(memory, weight[2 * dim:], None if bias is None else bias[2 * dim:])
+    return keys, values
+
+
+def _attend(attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
+    """``attn(query, memory, memory)`` given the projected keys/values (eval mode: no dropout)."""
+    dim, heads = attn.embed_dim, attn.num_heads
+    head_dim = dim // heads
+    bias = attn.in_proj_bias
+    q = F.linear(query, attn.in_proj_weight[:dim], None if bias is None else bias[:dim])
+    batch, count, length = q.shape[0], q.shape[1], keys.shape[1]
+    q = q.view(batch, count, heads, head_dim).transpose(1, 2)
+    k = keys.view(batch, length, heads, head_dim).transpose(1, 2)
+    v = values.view(batch, length, heads, head_dim).transpose(1, 2)
+    weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * head_dim ** -0.5, dim=-1)
+    out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, count, dim)
+    return attn.out_proj(out)
 
 
 def pooling_matrix(height: int, width: int, side: int) -> torch.Tensor:
@@ -114,15 +147,26 @@ class ProjectorGraph(nn.Module):
 
 
 class PerceptionGraph(nn.Module):
-    """(hidden (B,K,H), memory, mask_map) -> (boxes (B,K,4), mask logits (B,K,h,w), feedback (B,K,H))."""
+    """(hidden (B,K,H), attn_kv, mask_map) -> (boxes (B,K,4), mask logits (B,K,h,w), feedback (B,K,H)).
+
+    ``PerceptionDecoder.forward`` with the keys/values from ``FrameGraph``.
+    """
 
     def __init__(self, model) -> None:
         super().__init__()
         self.decoder = model.perception_decoder
         self.encoder = model.perception_encoder
 
-    def forward(self, hidden: torch.Tensor, memory: torch.Tensor, mask_map: torch.Tensor):
-        boxes, logits = self.decoder(hidden, memory, mask_map)
+    def forward(self, hidden: torch.Tensor, attn_kv: torch.Tensor, mask_map: torch.Tensor):
+        decoder = self.decoder
+        query = decoder.query(hidden)
+        for index, block in enumerate(decoder.blocks):
+            query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1])
+            query = query + block.mlp(block.norm_mlp(query))
+        query = decoder.norm_out(query)
+        cx, cy, w, h = decoder.box_head(query).sigmoid().unbind(-1)
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+        logits = torch.einsum("bkc,bchw->bkhw", decoder.mask_embed(query), mask_map)
         feedback = self.encoder(boxes.reshape(-1, 4)).view(boxes.shape[0], boxes.shape[1], -1)
         return boxes, logits, feedback
 

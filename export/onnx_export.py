@@ -4,9 +4,9 @@
     manifest = export_checkpoint("ros_pgpt/checkpoints/default", "out/export")
 
 Writes (see graphs.py for what each graph holds):
-    frame.onnx                 images (B,3,S,S)            -> memory, mask_map, proj_map
+    frame.onnx                 images (B,3,S,S)            -> attn_kv, mask_map, proj_map
     projector_n{n}.onnx        proj_map (B,C,h,w)           -> prefix (B,n+3,D)   one per count n
-    perception.onnx            hidden (B,K,D), memory, mask_map -> boxes, mask_logits, feedback
+    perception.onnx            hidden (B,K,D), attn_kv, mask_map -> boxes, mask_logits, feedback
     box_encoder.onnx           boxes (N,4)                  -> embeddings (N,D)
     llm_fp32.onnx / llm_int8.onnx  embeds + past KV         -> hidden, logits, present KV
     llm_int4.onnx              (with int4=True) weight-only int4 MatMulNBits LLM
@@ -127,9 +127,12 @@ def example_frames(image_size: int, count: int = 2, seed: int = 7) -> np.ndarray
 
 # -- graphs ----------------------------------------------------------------------------------
 
+FRAME_OUTPUTS = ["attn_kv", "mask_map", "proj_map"]
+
+
 def export_frame(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
     graph = FrameGraph(model).eval()
-    names = ["memory", "mask_map", "proj_map"]
+    names = FRAME_OUTPUTS
     path = _export(graph, (torch.from_numpy(pixels[:1]),), out / "frame.onnx", ["images"], names,
                    {"images": {0: "batch"}} | {n: {0: "batch"} for n in names})
     session = _session(path)
@@ -139,10 +142,9 @@ def export_frame(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
             reference = model.encode_frames(torch.from_numpy(pixels[:batch]))
             expected = graph(torch.from_numpy(pixels[:batch]))
             got = session.run(names, {"images": pixels[:batch]})
-            # The wrapper equals the model's own path; ORT equals the wrapper.
-            for name, ref, exp, value in zip(names, (reference.memory, reference.mask_map, None), expected, got):
-                if ref is not None:
-                    assert torch.equal(ref, exp), f"FrameGraph.{name} differs from GroundingModel.encode_frames"
+            # The wrapper's mask map is the model's own; ORT equals the wrapper.
+            assert torch.equal(reference.mask_map, expected[1]), "FrameGraph.mask_map differs from encode_frames"
+            for name, exp, value in zip(names, expected, got):
                 parity[f"{name}_b{batch}_max_abs"] = _abs(value, exp.numpy())
                 parity[f"{name}_b{batch}_rel"] = _rel(value, exp.numpy())
     return path, parity
@@ -176,28 +178,31 @@ def export_projectors(model, out: Path, pixels: np.ndarray, counts: list[int]) -
 
 
 def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
+    """The per-object graph, checked against ``PerceptionDecoder.forward`` on the model's own memory."""
     graph = PerceptionGraph(model).eval()
     with torch.no_grad():
         features = model.encode_frames(torch.from_numpy(pixels))
+        attn_kv = FrameGraph(model).eval()(torch.from_numpy(pixels))[0]
     hidden_size = model.language_model.hidden_size
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(pixels.shape[0], 3, hidden_size, generator=generator)
     names = ["boxes", "mask_logits", "feedback"]
-    path = _export(graph, (hidden[:1, :2], features.memory[:1], features.mask_map[:1]), out / "perception.onnx",
-                   ["hidden", "memory", "mask_map"], names,
-                   {"hidden": {0: "batch", 1: "objects"}, "memory": {0: "batch"}, "mask_map": {0: "batch"},
+    path = _export(graph, (hidden[:1, :2], attn_kv[:1], features.mask_map[:1]), out / "perception.onnx",
+                   ["hidden", "attn_kv", "mask_map"], names,
+                   {"hidden": {0: "batch", 1: "objects"}, "attn_kv": {0: "batch"}, "mask_map": {0: "batch"},
                     "boxes": {0: "batch", 1: "objects"}, "mask_logits": {0: "batch", 1: "objects"},
                     "feedback": {0: "batch", 1: "objects"}})
     session = _session(path)
-    parity = {"boxes_rel": 0.0, "mask_iou_min": 1.0, "feedback_rel": 0.0}
+    parity = {"boxes_rel": 0.0, "mask_iou_min": 1.0, "mask_logits_rel": 0.0, "feedback_rel": 0.0}
     for batch, objects in ((1, 1), (1, 3), (pixels.shape[0], 2)):
-        args = (hidden[:batch, :objects], features.memory[:batch], features.mask_map[:batch])
         with torch.no_grad():
-            boxes, logits = model.perception_decoder(*args)
+            boxes, logits = model.perception_decoder(hidden[:batch, :objects], features.memory[:batch],
+                                                     features.mask_map[:batch])
             feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(batch, objects, -1)
-        got = session.run(names, {"hidden": args[0].numpy(), "memory": args[1].numpy(), "mask_map": args[2].numpy()})
-        parity["boxes_rel"] = max(parity["boxes_rel"], float(np.abs(got[0] - boxes.numpy()).max()
-                                                              / max(float(np.abs(boxes.numpy()).max()), 1e-6)))
+        got = session.run(names, {"hidden": hidden[:batch, :objects].numpy(), "attn_kv": attn_kv[:batch].numpy(),
+                                  "mask_map": features.mask_map[:batch].numpy()})
+        parity["boxes_rel"] = max(parity["boxes_rel"], _rel(got[0], boxes.numpy()))
+        parity["mask_logits_rel"] = max(parity["mask_logits_rel"], _rel(got[1], logits.numpy()))
         parity["feedback_rel"] = max(parity["feedback_rel"], _rel(got[2], feedback.numpy()))
         for k in range(objects):
             for b in range(batch):
@@ -321,6 +326,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
     checkpoint, out = Path(checkpoint), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # an interrupted export leaves no valid manifest
+    # Generated files (ONNX, engines, manifest) never belong in git, wherever the directory is.
+    (out / ".gitignore").write_text("# written by ros-pgpt export\n*\n")
     model = load_model(checkpoint).eval()
     all_counts = supported_counts(model.projector.max_tokens)
     counts = sorted(set(counts or all_counts))

@@ -71,6 +71,7 @@ def test_manifest_lists_every_file_with_hash_shapes_and_precision(exported):
     assert frame["inputs"][0] == {"name": "images", "shape": ["batch", 3, model.image_size, model.image_size],
                                   "dtype": "float32"}
     assert manifest["files"]["perception"]["inputs"][0]["shape"][:2] == ["batch", "objects"]
+    assert [o["name"] for o in frame["outputs"]] == ["attn_kv", "mask_map", "proj_map"]
     assert "tensorrt" in manifest and manifest["tensorrt"]["built"] == []
     assert export_status(checkpoint, out)[0]
 
@@ -88,11 +89,16 @@ def test_manifest_parity_figures(exported):
 def test_frame_graph_dynamic_batch(exported):
     _, out, _, model = exported
     pixels = example_frames(model.image_size, count=3, seed=11)
-    got = session(out / "frame.onnx").run(["memory", "mask_map"], {"images": pixels})
+    attn_kv, mask_map = session(out / "frame.onnx").run(["attn_kv", "mask_map"], {"images": pixels})
     with torch.no_grad():
         features = model.encode_frames(torch.from_numpy(pixels))
-    assert rel(got[0], features.memory.numpy()) < 1e-4
-    assert rel(got[1], features.mask_map.numpy()) < 1e-4
+    assert rel(mask_map, features.mask_map.numpy()) < 1e-4
+    blocks = model.perception_decoder.blocks
+    assert attn_kv.shape[:2] == (3, 2 * len(blocks))
+    attn = blocks[0].attn
+    dim = attn.embed_dim
+    keys = features.memory @ attn.in_proj_weight[dim:2 * dim].T + attn.in_proj_bias[dim:2 * dim]
+    assert rel(attn_kv[:, 0], keys.detach().numpy()) < 1e-4
 
 
 def test_projector_graph_at_every_count_matches_the_model(exported):
@@ -119,6 +125,7 @@ def test_projector_rejects_non_square_counts(exported):
 def test_perception_graph_dynamic_objects(exported):
     _, out, _, model = exported
     pixels = example_frames(model.image_size, count=2, seed=13)
+    attn_kv, mask_map = session(out / "frame.onnx").run(["attn_kv", "mask_map"], {"images": pixels})
     with torch.no_grad():
         features = model.encode_frames(torch.from_numpy(pixels))
     hidden = torch.randn(2, 5, model.language_model.hidden_size)
@@ -126,8 +133,7 @@ def test_perception_graph_dynamic_objects(exported):
         boxes, logits = model.perception_decoder(hidden, features.memory, features.mask_map)
         feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(2, 5, -1)
     got = session(out / "perception.onnx").run(
-        ["boxes", "mask_logits", "feedback"],
-        {"hidden": hidden.numpy(), "memory": features.memory.numpy(), "mask_map": features.mask_map.numpy()})
+        ["boxes", "mask_logits", "feedback"], {"hidden": hidden.numpy(), "attn_kv": attn_kv, "mask_map": mask_map})
     assert np.abs(got[0] - boxes.numpy()).max() <= 1e-3 * np.abs(boxes.numpy()).max()
     for b in range(2):
         for k in range(5):

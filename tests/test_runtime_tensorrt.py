@@ -23,7 +23,7 @@ MANIFEST = {
         "frame": {"inputs": [{"name": "images", "shape": ["batch", 3, 128, 128]}]},
         "projector_n4": {"inputs": [{"name": "proj_map", "shape": ["batch", 32, 8, 8]}]},
         "perception": {"inputs": [{"name": "hidden", "shape": ["batch", "objects", 64]},
-                                  {"name": "memory", "shape": ["batch", 256, 32]},
+                                  {"name": "attn_kv", "shape": ["batch", 2, 256, 32]},
                                   {"name": "mask_map", "shape": ["batch", 16, 32, 32]}]},
         "box_encoder": {"inputs": [{"name": "boxes", "shape": ["count", 4]}]},
         "llm_fp32": {"inputs": [{"name": "embeds", "shape": ["batch", "tokens", 64]}]},
@@ -35,9 +35,9 @@ MANIFEST = {
 def test_profiles_cover_batch_and_objects():
     (images,) = profiles_for("frame", MANIFEST)
     assert images.min == (1, 3, 128, 128) and images.max == (MAX_BATCH, 3, 128, 128)
-    hidden, memory, _ = profiles_for("perception", MANIFEST)
+    hidden, attn_kv, _ = profiles_for("perception", MANIFEST)
     assert hidden.min == (1, 1, 64) and hidden.max == (MAX_BATCH, MAX_OBJECTS, 64)
-    assert memory.opt == (1, 256, 32)
+    assert attn_kv.opt == (1, 2, 256, 32)
     with pytest.raises(ValueError, match="no profile rule"):
         profiles_for("llm_fp32", MANIFEST)
 

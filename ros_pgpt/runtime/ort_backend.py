@@ -128,9 +128,9 @@ class OrtEngine(Engine):
         return fitting[-1]
 
     def encode_frame(self, pixels: np.ndarray):
-        memory, mask_map, proj_map = self._run("frame", ["memory", "mask_map", "proj_map"],
-                                               {"images": np.ascontiguousarray(pixels, np.float32)})
-        return {"memory": memory, "mask_map": mask_map, "proj_map": proj_map}
+        names = [o["name"] for o in self.manifest["files"]["frame"]["outputs"]]
+        outputs = self._run("frame", names, {"images": np.ascontiguousarray(pixels, np.float32)})
+        return dict(zip(names, outputs))
 
     def _host(self, value) -> np.ndarray:
         return value
@@ -159,9 +159,9 @@ class OrtEngine(Engine):
         return LMState(out[2:], state.length + embeds.shape[1]), out[0][:, None], out[1][0]
 
     def perceive(self, frame, hidden):
-        boxes, logits, feedback = self._run("perception", ["boxes", "mask_logits", "feedback"],
-                                            {"hidden": np.ascontiguousarray(hidden, np.float32),
-                                             "memory": frame["memory"], "mask_map": frame["mask_map"]})
+        feeds = {i["name"]: frame[i["name"]] for i in self.manifest["files"]["perception"]["inputs"][1:]}
+        feeds["hidden"] = np.ascontiguousarray(hidden, np.float32)
+        boxes, logits, feedback = self._run("perception", ["boxes", "mask_logits", "feedback"], feeds)
         boxes, logits, feedback = self._host(boxes), self._host(logits), self._host(feedback)
         return boxes[0, 0], logits[0, 0], feedback
 
