@@ -194,6 +194,9 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
         rclpy.init(context=ctx, args=[])
     node = rclpy.create_node(f'ros_pgpt_replay_{int(time.time() * 1000) % 100000}', context=ctx)
     sent = 0
+
+    def halted():
+        return not ctx.ok() or (stop is not None and stop())
     try:
         with Reader(bag) as reader:
             conns = [c for c in reader.connections if not topics or c.topic in topics]
@@ -206,7 +209,7 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                     pubs[name] = node.create_publisher(msg_class(c.msgtype), name,
                                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
             deadline = time.monotonic() + wait_subscribers
-            while wait_subscribers > 0 and time.monotonic() < deadline:
+            while wait_subscribers > 0 and time.monotonic() < deadline and not halted():
                 if all(p.get_subscription_count() > 0 for p in pubs.values()):
                     break
                 time.sleep(0.05)
@@ -222,22 +225,25 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                 t_first = None
                 wall0 = time.monotonic()
                 for conn, t, raw in reader.messages(connections=conns):
-                    if stop is not None and stop():
-                        return sent
                     if t_first is None:
                         t_first = t
                     due = wall0 + (t - t_first) / 1e9 / rate
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    while True:  # sleep in slices: SIGINT shuts the context down, stop() may turn true
+                        if halted():
+                            return sent
+                        delay = due - time.monotonic()
+                        if delay <= 0:
+                            break
+                        time.sleep(min(delay, 0.1))
                     pubs[remap.get(conn.topic, conn.topic)].publish(bytes(raw))
                     sent += 1
-                if not loop or (stop is not None and stop()):
+                if not loop or halted():
                     break
             # Let reliable deliveries finish before the publishers go away.
             time.sleep(0.3)
     finally:
-        node.destroy_node()
+        if ctx.ok():
+            node.destroy_node()
         if own:
             rclpy.try_shutdown(context=ctx)
     return sent
@@ -362,6 +368,7 @@ def replay_main(argv=None) -> int:
         sent = replay(args.bag, rate=args.rate, loop=args.loop, remap=remap, topics=args.topics,
                       wait_subscribers=args.wait_subscribers)
     except KeyboardInterrupt:
+        print('replay: interrupted')
         return 0
     except Exception as exc:  # noqa: BLE001 - a clear one-line error for the command line
         print(f'ros-pgpt replay: {type(exc).__name__}: {exc}', file=sys.stderr)

@@ -189,3 +189,19 @@ def test_record_without_publishers_fails_clearly(tmp_path, ros_env):
                           capture_output=True, text=True, timeout=60, env=ros_env, cwd=REPO_ROOT)
     assert done.returncode == 1
     assert 'no publisher' in done.stdout + done.stderr
+
+
+def test_replay_loop_stops_on_sigint(tmp_path, ros_env):
+    from ros_pgpt.bags import make_sample_bag
+
+    bag = tmp_path / 'cam'
+    make_sample_bag(bag, frames=3, fps=10.0, width=160, height=120)
+    argv = ['-m', 'ros_pgpt', 'replay', str(bag), '--loop', '--wait-subscribers', '0',
+            '--remap', f'/camera/image_raw:={unique_name("nobody")}']
+    with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
+        proc.wait_for_output('(loop)', 60)
+        time.sleep(0.5)
+        assert proc.alive()
+        t0 = time.monotonic()
+        code = proc.stop(timeout=10)
+        assert code == 0 and time.monotonic() - t0 < 5, proc.log_path.read_text()

@@ -106,11 +106,15 @@ def test_fewer_visual_tokens(node, sample):
 
 
 def test_single_objects_found_with_good_iou(node):
-    """Accuracy smoke test: clearly visible single objects (seeds the final model gets right)."""
+    """Accuracy smoke test: one object named in words is found (IoU > 0.5) in most scenes.
+
+    Depends on the trained default checkpoint (any trained model with acc50 well above 0.5 passes);
+    an untrained or early checkpoint fails it.
+    """
     from ros_pgpt.ros_io import box_iou
 
     hits, total = 0, 0
-    for seed in (1, 2, 3, 4, 5):
+    for seed in (1, 2, 3, 4, 5, 6):
         s = scene(seed, n_queries=12)
         queries = [q for q in s.queries if q.kind == 'single' and not q.input_boxes]
         if not queries:
@@ -123,8 +127,8 @@ def test_single_objects_found_with_good_iou(node):
         if len(response.result.objects) == 1:
             o = response.result.objects[0]
             hits += box_iou((o.x_min, o.y_min, o.x_max, o.y_max), truth) > 0.5
-    assert total >= 3
-    assert hits >= total - 1, f'only {hits}/{total} single objects found with IoU > 0.5'
+    assert total >= 4
+    assert hits >= (total + 1) // 2, f'only {hits}/{total} single objects found with IoU > 0.5'
 
 
 # ------------------------------------------------------------------ the camera stream
