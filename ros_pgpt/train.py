@@ -194,7 +194,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()} | {"n": count})
             if (step + 1) % train_config.log_every == 0:
                 record = {"step": step + 1, "elapsed_s": round(time.perf_counter() - began, 1), "tokens": count,
-                          "loss": round(float(total), 4)} | {k: round(float(v), 4) for k, v in losses.items()}
+                          "loss": round(total.item(), 4)} | {k: round(v.item(), 4) for k, v in losses.items()}
                 with log_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
             last = step + 1 == train_config.steps

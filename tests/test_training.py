@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -99,8 +100,12 @@ def test_ddp_two_cpu_processes(tmp_path):
     config = tmp_path / "ddp.yaml"
     config.write_text(TINY_CONFIG.read_text().replace("steps: 30", "steps: 6"))
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as probe:  # a free loopback port for the rendezvous (port 0 hangs torchrun)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     done = subprocess.run(
-        [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "ros_pgpt.cli",
+        [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={port}", "-m", "ros_pgpt.cli",
          "train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"],
         capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
