@@ -148,6 +148,6 @@ def build_language_model(config, tokenizer_texts: list[str] | None = None,
     added = [token for token in SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
     tokenizer.add_special_tokens({"additional_special_tokens": added})
     tokenizer.pad_token, tokenizer.bos_token, tokenizer.eos_token = PAD, BOS, EOS
-    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, torch_dtype=torch.float32, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=torch.float32, **kwargs)
     model.resize_token_embeddings(len(tokenizer))
     return LanguageModel(model=model, tokenizer=tokenizer)
