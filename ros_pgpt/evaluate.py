@@ -19,36 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import box_iou, greedy_matches, mask_iou
+
 EVAL_SEED_BASE = 10**12  # far above any training seed (train seeds are < 10**11)
 SINGLE_KINDS = ("single", "relation_box")
 
 
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 def match_boxes(predicted, targets, threshold: float = 0.5) -> int:
-    """Greedy one-to-one matching by IoU; returns the number of true positives."""
-    pairs = sorted(((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(targets)),
-                   reverse=True)
-    used_p, used_t, hits = set(), set(), 0
-    for iou, i, j in pairs:
-        if iou < threshold:
-            break
-        if i not in used_p and j not in used_t:
-            used_p.add(i)
-            used_t.add(j)
-            hits += 1
-    return hits
+    """True positives of greedy one-to-one matching at IoU >= threshold."""
+    return sum(iou >= threshold for _, _, iou in greedy_matches(predicted, targets))
 
 
 class _Tally:

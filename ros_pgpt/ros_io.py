@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ros_pgpt.metrics import box_iou, greedy_matches  # noqa: F401  (box_iou is part of this module's API)
+
 # encoding -> (channels, conversion code to RGB or None)
 ENCODINGS = {
     'rgb8': (3, None),
@@ -268,26 +270,10 @@ def draw_overlay(image_rgb: np.ndarray, detections, title: str | None = None) ->
     return out
 
 
-def box_iou(a, b) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_boxes(predicted, truth) -> list[float]:
     """Greedy one-to-one IoU matching; returns, for each ground-truth box, its IoU (0 if unmatched)."""
-    pairs = sorted(((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)),
-                   reverse=True)
-    used_p, ious = set(), [0.0] * len(truth)
-    done_t = set()
-    for iou, i, j in pairs:
-        if iou <= 0 or i in used_p or j in done_t:
-            continue
-        used_p.add(i)
-        done_t.add(j)
+    ious = [0.0] * len(truth)
+    for _, j, iou in greedy_matches(predicted, truth):
         ious[j] = iou
     return ious
 

@@ -1,0 +1,35 @@
+"""Box and mask overlap measures shared by the evaluation, the demo and the node tools."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_iou(a, b) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes (0 when both are empty)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks (0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def greedy_matches(predicted, truth) -> list[tuple[int, int, float]]:
+    """One-to-one (predicted index, truth index, IoU) pairs, best IoU first, IoU > 0 only."""
+    pairs = sorted(((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)),
+                   reverse=True)
+    used_p, used_t, matches = set(), set(), []
+    for iou, i, j in pairs:
+        if iou <= 0:
+            break
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+            matches.append((i, j, iou))
+    return matches
