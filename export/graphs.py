@@ -120,27 +120,25 @@ class ProjectorGraph(nn.Module):
         if side * side != count or count > projector.max_tokens:
             raise ValueError(f"unsupported visual-token count {count}")
         self.side = side
-        self.after = projector.after
-        self.readout = projector.readout
+        self.projector = projector
         self.register_buffer("pool", pooling_matrix(map_side, map_side, side), persistent=False)
-        from ros_pgpt.modeling.common import sincos_2d
-
-        positions = projector.positions
         with torch.no_grad():
-            code = positions.proj(sincos_2d(side, side, positions.code_dim))
             ids = model.ids
             lm = model.language_model
             head = lm.embed(torch.tensor([ids.bos, ids.image_start]))
             tail = lm.embed(torch.tensor([ids.image_end]))
-        self.register_buffer("position_code", code.detach().clone(), persistent=False)
         self.register_buffer("head", head.detach().clone(), persistent=False)
         self.register_buffer("tail", tail.detach().clone(), persistent=False)
 
     def forward(self, proj_map: torch.Tensor) -> torch.Tensor:
+        projector = self.projector
         batch, channels = proj_map.shape[0], proj_map.shape[1]
         pooled = torch.matmul(proj_map.flatten(2), self.pool).view(batch, channels, self.side, self.side)
-        x = self.after(pooled)
-        tokens = self.readout(x.flatten(2).transpose(1, 2)) + self.position_code
+        x = projector.after(pooled)
+        cells = projector.readout(x.flatten(2).transpose(1, 2))
+        # The projector's own tail (position code, output norm) so the graph follows the model code.
+        finish = getattr(projector, "_finish", None)
+        tokens = finish(cells, self.side) if finish is not None else projector.positions(cells, self.side)
         head = self.head.unsqueeze(0).expand(batch, -1, -1)
         tail = self.tail.unsqueeze(0).expand(batch, -1, -1)
         return torch.cat([head, tokens, tail], dim=1)

@@ -312,6 +312,31 @@ def quantize_llm_int4(fp32_path: Path, out: Path, block_size: int = 32) -> Path:
 
 # -- the whole export ------------------------------------------------------------------------
 
+class ParityError(AssertionError):
+    """An exported graph does not reproduce the PyTorch model."""
+
+
+# Largest accepted errors (relative to the reference's scale) per graph; int8/int4 only need the same argmax.
+PARITY_LIMITS = {"frame": 1e-4, "projector": 1e-4, "box_encoder": 1e-4, "llm_fp32": 1e-4}
+
+
+def check_parity(parity: dict) -> list[str]:
+    """Human-readable failures of the export-time checks (empty when every graph agrees)."""
+    failures = []
+    for graph, limit in PARITY_LIMITS.items():
+        for key, value in parity.get(graph, {}).items():
+            if key.endswith("_rel") and not value <= limit:
+                failures.append(f"{graph}.{key}={value:.3g} > {limit:g}")
+    perception = parity.get("perception", {})
+    if not perception.get("boxes_rel", 1.0) <= 1e-3:
+        failures.append(f"perception.boxes_rel={perception.get('boxes_rel')} > 1e-3")
+    if not perception.get("mask_iou_min", 0.0) >= 0.99:
+        failures.append(f"perception.mask_iou_min={perception.get('mask_iou_min')} < 0.99")
+    if "llm_fp32" in parity and not parity["llm_fp32"].get("argmax_agree", False):
+        failures.append("llm_fp32: next-token argmax differs from PyTorch")
+    return failures
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: list[int] | None = None,
                       int8: bool = True, int4: bool = False, tensorrt: tuple[str, ...] | None = None,
                       calibration_frames: int = 64) -> dict:
@@ -396,6 +421,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
         "parity": parity,
         "export_seconds": timings,
     }
+    failures = check_parity(parity)
+    if failures:
+        raise ParityError(f"exported graphs disagree with the PyTorch model ({out}, no manifest written): "
+                          + "; ".join(failures))
     manifest["tensorrt"] = _tensorrt_step(out, manifest, tensorrt, calibration_frames)
     manifest["total_seconds"] = round(time.perf_counter() - started, 1)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ensure_export(checkpoint, engine_dir)  # once, before any timing
     tokens = [int(t) for t in args.tokens.split(",")]
+    load_before = [round(v, 2) for v in os.getloadavg()]
     started = time.perf_counter()
     results = {}
     for config in configs:
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "image": "640x480 generator scenes", "stages_ms": list(STAGES),
         "results": results, "speedup_vs_pytorch_fp32_p50": ratios(results),
         "wall_s": round(time.perf_counter() - started, 1),
+        # 1/5/15-minute load averages: other work on the machine skews every figure above
+        "loadavg_before": load_before, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
     }
     text = json.dumps(report, indent=2)
     if args.json == "-":

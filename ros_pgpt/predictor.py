@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batching import encode_prompt, image_tensor, normalize_prompt
+from .batching import encode_prompt, normalize_prompt
 from .modeling.grounding_model import GroundingModel
 from .transforms import Letterbox
 
@@ -63,16 +63,6 @@ class _Stopwatch:
 def referring_phrase(prompt: str) -> str:
     """The prompt without a question mark: the words each object answers."""
     return normalize_prompt(prompt).rstrip("?.! ")
-
-
-def _letterboxed_pixels(image: np.ndarray, letterbox: Letterbox) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (1, 3, S, S) float32 in [0, 1] via ``batching.image_tensor``.
-
-    A numpy view of the training-time tensor, strides included: PyTorch's
-    convolutions pick their kernels by memory layout, so the PyTorch engine
-    sees exactly the tensor it always saw (other engines copy it contiguous).
-    """
-    return image_tensor(image, letterbox).unsqueeze(0).numpy()
 
 
 class Predictor:
@@ -135,9 +125,9 @@ class Predictor:
     def _preprocess(self, image: np.ndarray):
         _check_image(image)
         letterbox = Letterbox.for_image(image, self.engine.image_size)
-        return letterbox, _letterboxed_pixels(image, letterbox)
+        return letterbox, self.engine.pixels(image, letterbox)
 
-    def _encode(self, key, letterbox: Letterbox, pixels: np.ndarray) -> None:
+    def _encode(self, key, letterbox: Letterbox, pixels) -> None:
         features = self.engine.encode_frame(pixels)
         self._frame = _Frame(key=key, letterbox=letterbox, features=features, prefixes={})
 

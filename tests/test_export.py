@@ -16,7 +16,7 @@ import torch
 from ros_pgpt.build import load_model
 from ros_pgpt.export.graphs import ProjectorGraph, pooling_matrix, supported_counts
 from ros_pgpt.export.llm import KVLlama
-from ros_pgpt.export.onnx_export import example_frames, export_checkpoint
+from ros_pgpt.export.onnx_export import ParityError, check_parity, example_frames, export_checkpoint
 from ros_pgpt.export.testing import shared_export
 from ros_pgpt.runtime.artifacts import checkpoint_fingerprint, export_status, file_sha256
 
@@ -208,3 +208,26 @@ def test_cli_export_rejects_unsupported_counts(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path / "tiny")
     with pytest.raises(ValueError, match="not squares"):
         export_checkpoint(checkpoint, tmp_path / "out", counts=[5], tensorrt=())
+
+
+def test_check_parity_names_each_failure():
+    good = {"frame": {"mask_map_b1_rel": 1e-6}, "projector": {"n4_rel": 1e-7},
+            "perception": {"boxes_rel": 1e-7, "mask_iou_min": 1.0}, "llm_fp32": {"logits_rel": 1e-7,
+                                                                                "argmax_agree": True}}
+    assert check_parity(good) == []
+    bad = good | {"projector": {"n4_rel": 1e-7, "n9_rel": 0.5}, "perception": {"boxes_rel": 1e-7, "mask_iou_min": 0.9}}
+    failures = check_parity(bad)
+    assert any("projector.n9_rel" in f for f in failures) and any("mask_iou_min" in f for f in failures)
+
+
+def test_export_refuses_a_graph_that_drifted_from_the_model(tmp_path, monkeypatch):
+    """A wrapper that no longer follows the model code fails the export; no manifest is written."""
+    from ros_pgpt.export import graphs
+    from ros_pgpt.export.testing import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    original = graphs.ProjectorGraph.forward
+    monkeypatch.setattr(graphs.ProjectorGraph, "forward", lambda self, proj_map: original(self, proj_map) * 1.01)
+    with pytest.raises(ParityError, match="projector"):
+        export_checkpoint(checkpoint, tmp_path / "out", counts=[4], int8=False, tensorrt=())
+    assert not (tmp_path / "out" / "manifest.json").exists()

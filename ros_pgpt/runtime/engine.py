@@ -7,7 +7,8 @@ vision graph, the projector, the LLM with its KV cache, and the perception
 heads, on PyTorch, ONNX Runtime or TensorRT.
 
 Values that cross the interface:
-- pixels: float32 numpy (1, 3, S, S) in [0, 1];
+- pixels: what ``Engine.pixels`` makes of the letterboxed image ((1, 3, S, S)
+  float32 in [0, 1]);
 - ``frame``: whatever ``encode_frame`` returns (opaque to the loop);
 - ``state``: an ``LMState`` (a KV cache in the engine's own form + its length).
   States are never changed in place except by ``forward`` on a state that
@@ -48,6 +49,15 @@ class Engine:
 
     def tokens_for(self, count: int) -> int:
         raise NotImplementedError
+
+    def pixels(self, image: np.ndarray, letterbox) -> np.ndarray:
+        """HxWx3 uint8 RGB -> the frame input (1, 3, S, S) float32 in [0, 1], C-contiguous numpy.
+
+        Plain numpy (no PyTorch op: its OpenMP workers would spin on the cores
+        the next ONNX Runtime call needs); the PyTorch engine overrides this.
+        """
+        square = letterbox.apply_image(image)
+        return np.ascontiguousarray(square.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
 
     def encode_frame(self, pixels: np.ndarray):
         raise NotImplementedError

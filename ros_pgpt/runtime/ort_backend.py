@@ -105,6 +105,9 @@ class OrtEngine(Engine):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Thirteen small sessions, each with its own intra-op pool: spinning workers of one session
+        # steal the cores from the next (measured on 2 cores: vision 76 ms in the loop vs 30 ms alone).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"] if cpu_only else self.providers
         path = self.export_dir / self.manifest["files"][graph]["file"]
         return ort.InferenceSession(str(path), options, providers=providers)

@@ -42,9 +42,18 @@ class TorchEngine(Engine):
     def tokens_for(self, count: int) -> int:
         return self.model.projector.tokens_for(count)
 
+    def pixels(self, image: np.ndarray, letterbox) -> torch.Tensor:
+        """``batching.image_tensor`` as in training, strides included: PyTorch's convolutions pick
+        their kernels by memory layout, so this engine sees exactly the tensor it always saw."""
+        from ..batching import image_tensor
+
+        return image_tensor(image, letterbox).unsqueeze(0)
+
     @torch.inference_mode()
-    def encode_frame(self, pixels: np.ndarray):
-        return self.model.encode_frames(torch.from_numpy(pixels).to(self.device))
+    def encode_frame(self, pixels) -> object:
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(pixels)
+        return self.model.encode_frames(pixels.to(self.device))
 
     @torch.inference_mode()
     def image_prefix(self, frame, count: int) -> LMState:
