@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ros_pgpt.metrics import mask_iou
 from ros_pgpt.runtime.artifacts import (MANIFEST, MANIFEST_VERSION, checkpoint_fingerprint, file_sha256)
 
 from .graphs import (BoxEncoderGraph, FrameGraph, PerceptionGraph, ProjectorGraph, supported_counts)
@@ -86,12 +87,6 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 def _abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max()) if a.size else 0.0
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks (1.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _onnx_io(path: Path) -> dict:

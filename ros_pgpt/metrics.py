@@ -6,18 +6,18 @@ import numpy as np
 
 
 def box_iou(a, b) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes (0 when both are empty)."""
+    """IoU of two (x0, y0, x1, y1) boxes (for two empty boxes: 1 if identical, else 0)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return inter / union if union > 0 else float(list(a) == list(b))
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks (0 when both are empty)."""
+    """IoU of two boolean masks (1 when both are empty: they agree)."""
     union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def greedy_matches(predicted, truth) -> list[tuple[int, int, float]]:

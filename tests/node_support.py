@@ -12,11 +12,10 @@ real default checkpoint (``ros_pgpt.checkpoints.default_checkpoint()``).
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 
-from ros_helpers import REPO_ROOT, RosProcess, isolated_ros_env, rclpy_context, unique_name, wait_for
+from ros_helpers import REPO_ROOT, RosProcess, isolated_ros_env, poll, rclpy_context, unique_name, wait_for
 
 START_TIMEOUT = 180.0  # model loading on a busy 2-core CI machine
 
@@ -80,14 +79,10 @@ class NodeUnderTest:
         self.client.spin(seconds)
 
     def spin_until(self, predicate, timeout: float, message: str = 'condition'):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'{message} not met within {timeout} s\n--- node output:\n{self.output()[-3000:]}')
-            self.client.executor.spin_once(timeout_sec=0.05)
+        try:
+            return poll(predicate, timeout, lambda: self.client.executor.spin_once(timeout_sec=0.05), message)
+        except TimeoutError as exc:
+            raise TimeoutError(f'{exc}\n--- node output:\n{self.output()[-3000:]}') from None
 
     def request(self, prompt: str, image=None, *, masks: bool = False, tokens: int = 0, frame_id: str = 'test_cam',
                 stamp=(0, 0)):

@@ -71,8 +71,8 @@ def isolated_ros_env(tmp_dir, domain_id=None, base=None):
     return env
 
 
-def wait_for(predicate, timeout, interval=0.02, message='condition'):
-    """Poll ``predicate()`` until truthy; return its value or raise TimeoutError."""
+def poll(predicate, timeout, step, message='condition'):
+    """Call ``step()`` between checks of ``predicate()`` until truthy; return its value or raise TimeoutError."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -80,7 +80,12 @@ def wait_for(predicate, timeout, interval=0.02, message='condition'):
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f'{message} not met within {timeout} s')
-        time.sleep(interval)
+        step()
+
+
+def wait_for(predicate, timeout, interval=0.02, message='condition'):
+    """Poll ``predicate()`` until truthy; return its value or raise TimeoutError."""
+    return poll(predicate, timeout, lambda: time.sleep(interval), message)
 
 
 @contextlib.contextmanager
@@ -101,15 +106,8 @@ def executor_for(node_or_executor):
 
 def spin_until(node_or_executor, predicate, timeout, message='condition'):
     """Spin a node (or an executor) until ``predicate()`` is truthy, or time out."""
-    deadline = time.monotonic() + timeout
     with executor_for(node_or_executor) as executor:
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'{message} not met within {timeout} s')
-            executor.spin_once(timeout_sec=0.05)
+        return poll(predicate, timeout, lambda: executor.spin_once(timeout_sec=0.05), message)
 
 
 def wait_for_service(client, timeout=20.0):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import box_iou, mask_iou
+
 
 class RecordingPredictor:
     """Delegates to a predictor and keeps every ``ground`` result in order."""
@@ -38,19 +40,6 @@ class RecordingPredictor:
         return result
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else float(a == b)
-
-
-def _mask_iou(a, b) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def compare_results(reference: list, candidate: list) -> dict:
     same, rel, ious = 0, 0.0, []
     for (shape, ref), (_, cand) in zip(reference, candidate):
@@ -59,10 +48,10 @@ def compare_results(reference: list, candidate: list) -> dict:
         size = float(max(shape[0], shape[1]))
         matched = True
         for a, b in zip(ref.objects, cand.objects):
-            matched &= _iou(a.box, b.box) >= 0.5
+            matched &= box_iou(a.box, b.box) >= 0.5
             rel = max(rel, float(np.abs(np.subtract(a.box, b.box)).max()) / size)
             if a.mask is not None and b.mask is not None:
-                ious.append(_mask_iou(a.mask, b.mask))
+                ious.append(mask_iou(a.mask, b.mask))
         same += matched
     total = len(reference)
     return {"prompts": total, "same_objects": round(same / total, 4) if total else None,
