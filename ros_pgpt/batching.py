@@ -19,6 +19,9 @@ from .transforms import Letterbox
 # Longest prompt accepted, in characters (the node rejects longer ones).
 MAX_PROMPT_CHARS = 512
 
+ANSWER_FORMATS = ("perception", "text_coordinates")
+_BOX_TEXT = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
+
 
 def normalize_prompt(prompt: str) -> str:
     """Lower-case, single spaces, no surrounding blanks."""
@@ -47,10 +50,35 @@ def encode_prompt(tokenizer, ids: TokenIds, prompt: str, boxes_unit=()) -> Encod
     return EncodedPrompt(ids=token_ids, box_positions=positions, boxes=boxes)
 
 
-def answer_ids(tokenizer, ids: TokenIds, query) -> list[int]:
-    """Target answer: one <obj> per target, "none", or the description text; then <eos>."""
+def box_to_text(box_unit) -> str:
+    """Unit xyxy -> "[x0,y0,x1,y1]" in hundredths (Shikra-style text coordinates)."""
+    return "[" + ",".join(str(int(round(min(max(v, 0.0), 1.0) * 100))) for v in box_unit) + "]"
+
+
+def boxes_from_text(text: str) -> np.ndarray:
+    """Every "[x0,y0,x1,y1]" in ``text`` -> (K, 4) unit xyxy (degenerate boxes kept as written)."""
+    return np.array([[int(v) / 100 for v in match] for match in _BOX_TEXT.findall(text)],
+                    dtype=np.float32).reshape(-1, 4)
+
+
+def coordinate_corpus(count: int, seed: int) -> list[str]:
+    """Random coordinate answers, so a tokenizer trained for text coordinates knows the digits."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for _ in range(count):
+        boxes = np.sort(rng.random((int(rng.integers(1, 4)), 2, 2)), axis=1)  # (K, [min, max], [x, y])
+        texts.append(" ".join(box_to_text(box.reshape(-1)) for box in boxes))
+    return texts
+
+
+def answer_ids(tokenizer, ids: TokenIds, query, target_boxes_unit=None,
+               answer_format: str = "perception") -> list[int]:
+    """Target answer, then <eos>: the description text, "none", or per target one <obj>
+    (``answer_format`` "perception") or its "[x0,y0,x1,y1]" (``"text_coordinates"``)."""
     if query.kind == "describe":
         body = tokenizer.encode(query.answer_text, add_special_tokens=False)
+    elif query.targets and answer_format == "text_coordinates":
+        body = tokenizer.encode(" ".join(box_to_text(b) for b in target_boxes_unit), add_special_tokens=False)
     elif query.targets:
         body = [ids.obj] * len(query.targets)
     else:
@@ -64,8 +92,12 @@ def image_tensor(image: np.ndarray, letterbox: Letterbox) -> torch.Tensor:
     return torch.from_numpy(square).permute(2, 0, 1).float().div_(255.0)
 
 
-def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int):
-    """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch)."""
+def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
+            answer_format: str = "perception"):
+    """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
+
+    With text coordinates the answer spells the boxes, so there are no <obj> targets.
+    """
     images, rows = [], []
     for scene_index, (scene, queries) in enumerate(items):
         letterbox = Letterbox.for_image(scene.image, image_size)
@@ -76,14 +108,16 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int)
     text, labels, box_refs, obj_refs = [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
-        answer = answer_ids(tokenizer, ids, query)
+        targets = [] if answer_format == "text_coordinates" else query.targets
+        answer = answer_ids(tokenizer, ids, query, [letterbox.boxes_to_unit(scene.objects[i].box)
+                                                    for i in query.targets], answer_format)
         sequence = prompt.ids + answer
         # Logit at position t predicts token t+1: supervise from the separator on.
         target = [-100] * (len(prompt.ids) - 1) + answer + [-100]
         text.append(sequence)
         labels.append(target)
         box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
-        for k, index in enumerate(query.targets):
+        for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
                              letterbox.apply_mask(obj.mask, mask_side)))

@@ -15,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from .batching import ANSWER_FORMATS
 from .config import ModelConfig, model_config_from_dict
 from .modeling.grounding_model import GroundingModel
 from .modeling.image_encoder import build_image_encoder
@@ -29,6 +30,8 @@ CONFIG_FILE = "config.yaml"
 
 def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None,
                 tokenizer_dir: Path | None = None) -> GroundingModel:
+    if config.answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
     image_encoder = build_image_encoder(config.vision, pretrained=config.vision_pretrained,
                                         image_size=config.image_size)
     language_model = build_language_model(config, tokenizer_texts=tokenizer_texts, tokenizer_dir=tokenizer_dir)
@@ -47,7 +50,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads),
         image_size=config.image_size,
-        pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None)
+        pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None,
+        answer_format=config.answer_format)
 
 
 def trained_state(model: GroundingModel) -> dict[str, torch.Tensor]:

@@ -54,6 +54,11 @@ class ModelConfig:
     # Training-only auxiliary: the perception token points at the visual token
     # holding its object's centre (grid projectors only).
     visual_pointer: bool = False
+    # How answers name objects: "perception" (one <obj> token per object,
+    # decoded by the perception heads) or "text_coordinates" (Shikra-style
+    # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
+    # ablation baseline of docs/RESULTS.md).
+    answer_format: str = "perception"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

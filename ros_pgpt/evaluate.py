@@ -3,6 +3,8 @@
 Metrics per visual-token count, on scenes from a seed range no training run
 draws from:
 - ``acc50``: single-object prompts whose first object has box IoU >= 0.5;
+- ``box_miou``: mean box IoU of the first object on single-object prompts (0
+  when nothing was found): a continuous companion of ``acc50``;
 - ``miou``: mean mask IoU on single-object prompts (0 when nothing was found);
 - ``plural_f1``: F1 of boxes at IoU >= 0.5 on "all the ..." prompts (micro);
 - ``absent_acc``: prompts about absent objects answered with no objects;
@@ -34,6 +36,7 @@ class _Tally:
     def __init__(self) -> None:
         self.single = self.single_hits = 0
         self.ious: list[float] = []
+        self.box_ious: list[float] = []
         self.tp = self.fp = self.fn = 0
         self.absent = self.absent_ok = 0
         self.describe = self.describe_ok = 0
@@ -45,8 +48,8 @@ class _Tally:
         if query.kind in SINGLE_KINDS:
             target = scene.objects[query.targets[0]]
             self.single += 1
-            if boxes and box_iou(boxes[0], target.box) >= 0.5:
-                self.single_hits += 1
+            self.box_ious.append(box_iou(boxes[0], target.box) if boxes else 0.0)
+            self.single_hits += self.box_ious[-1] >= 0.5
             first = result.objects[0].mask if result.objects else None
             self.ious.append(mask_iou(first, target.mask) if first is not None else 0.0)
         elif query.kind == "plural":
@@ -65,7 +68,8 @@ class _Tally:
         f1_den = 2 * self.tp + self.fp + self.fn
         return {
             "acc50": _ratio(self.single_hits, self.single),
-            "miou": round(float(np.mean(self.ious)), 4) if self.ious else None,
+            "box_miou": _mean(self.box_ious),
+            "miou": _mean(self.ious),
             "plural_f1": round(2 * self.tp / f1_den, 4) if f1_den else None,
             "absent_acc": _ratio(self.absent_ok, self.absent),
             "describe_acc": _ratio(self.describe_ok, self.describe),
@@ -73,6 +77,10 @@ class _Tally:
                        "describe": self.describe},
             "latency_ms_p50": round(float(np.median(self.latency)), 2) if self.latency else None,
         }
+
+
+def _mean(values: list[float]):
+    return round(float(np.mean(values)), 4) if values else None
 
 
 def _ratio(hits: int, total: int):

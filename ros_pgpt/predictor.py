@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batching import encode_prompt, normalize_prompt
+from .batching import boxes_from_text, encode_prompt, normalize_prompt
 from .modeling.grounding_model import GroundingModel
 from .transforms import Letterbox
 
@@ -38,6 +38,7 @@ class GroundingResult:
     objects: list[GroundedObject]
     visual_tokens: int
     frame_cached: bool
+    answer_tokens: int = 0  # tokens decoded after the prompt, <eos> included
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
 
 
@@ -73,8 +74,8 @@ class Predictor:
     (``ros_pgpt.runtime.create_predictor`` picks one).
     """
 
-    def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8, max_answer_tokens: int = 12,
-                 mask_threshold: float = 0.0, engine=None) -> None:
+    def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
+                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0, engine=None) -> None:
         if engine is None:
             if model is None:
                 raise ValueError("Predictor needs a model or an engine")
@@ -84,7 +85,9 @@ class Predictor:
         self.engine = engine
         self.model = getattr(engine, "model", model)  # None for engines without a PyTorch model
         self.max_objects = max_objects
-        self.max_answer_tokens = max_answer_tokens
+        # Text coordinates spell ~10 tokens per object where perception tokens take one.
+        self.text_coordinates = getattr(engine, "answer_format", "perception") == "text_coordinates"
+        self.max_answer_tokens = max_answer_tokens or (12 * max_objects if self.text_coordinates else 12)
         self.mask_threshold = mask_threshold
         self.device = getattr(engine, "device", torch.device("cpu"))
         self._frame: _Frame | None = None
@@ -152,13 +155,17 @@ class Predictor:
         encoded = encode_prompt(engine.tokenizer, engine.ids, prompt,
                                 frame.letterbox.boxes_to_unit(np.asarray(boxes, np.float32).reshape(-1, 4)))
         prefix = self._prefix(frame, count)
-        objects, answer_ids = self._generate(frame, encoded, engine.fork(prefix), watch)
+        objects, answer_ids, confidence = self._generate(frame, encoded, engine.fork(prefix), watch)
+        answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False)
+        if self.text_coordinates:
+            objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.max_objects]]
+            masks = False
         result_objects = self._postprocess(frame, objects, masks, referring_phrase(prompt))
         watch.lap("postprocess")
-        answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False)
         watch.timings["total"] = sum(watch.timings.values())
         return GroundingResult(prompt=prompt, answer=answer.strip(), objects=result_objects,
-                               visual_tokens=count, frame_cached=cached, timings=watch.timings)
+                               visual_tokens=count, frame_cached=cached, timings=watch.timings,
+                               answer_tokens=len(answer_ids) + 1)
 
     def _prefix(self, frame: _Frame, count: int):
         if count not in frame.prefixes:
@@ -172,11 +179,13 @@ class Predictor:
         watch.lap("prefill")
         objects, answer = [], []
         feedback = None
+        log_probability = 0.0
         for _ in range(self.max_answer_tokens):
             token = int(logits.argmax())
             if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
                 break
             answer.append(token)
+            log_probability += float(np.log(_probability(logits, token)))
             state, hidden, logits_next = engine.forward(state, engine.embed([token], feedback=feedback))
             feedback = None
             if token == ids.obj:
@@ -186,7 +195,8 @@ class Predictor:
                 watch.lap("perception")
             logits = logits_next
         watch.lap("decode")
-        return objects, answer
+        # Geometric mean of the answer's token probabilities: the score of text-coordinate objects.
+        return objects, answer, float(np.exp(log_probability / max(1, len(answer))))
 
     def _postprocess(self, frame: _Frame, objects, masks: bool, phrase: str) -> list[GroundedObject]:
         if not objects:

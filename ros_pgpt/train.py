@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from .batching import collate
+from .batching import collate, coordinate_corpus
 from .build import WEIGHTS_FILE, build_model, load_model, read_model_config, save_checkpoint
 from .config import ModelConfig, TrainConfig, load_config
 from .modeling.language_model import NONE_ANSWER
@@ -152,6 +152,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         texts = text_corpus(train_config.tokenizer_corpus_samples, seed=train_config.seed)
         # "none" is an answer, not a prompt word: repeat it so BPE gives it one token.
         texts += [NONE_ANSWER] * (len(texts) // 20)
+        if model_config.answer_format == "text_coordinates":
+            texts += coordinate_corpus(len(texts) // 4, seed=train_config.seed)
         model = build_model(model_config, tokenizer_texts=texts)
     model.to(device)
     configure_trainable(model, train_config)
@@ -177,7 +179,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         for group, base in zip(optimizer.param_groups, (train_config.lr, train_config.llm_lr)):
             group["lr"] = base * lr_factor(train_config, step)
         images, batch = collate(step_items(generator, train_config, step, rank), tokenizer, ids,
-                                image_size=model.image_size, mask_side=model.mask_side)
+                                image_size=model.image_size, mask_side=model.mask_side,
+                                answer_format=model.answer_format)
         images = images.to(device)
         batch = type(batch)(**{k: v.to(device) for k, v in vars(batch).items()})
         count = step_token_count(train_config, step)

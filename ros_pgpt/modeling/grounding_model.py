@@ -51,8 +51,10 @@ class SequenceBatch:
 class GroundingModel(nn.Module):
     def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
-                 image_size: int, pointer: VisualPointer | None = None) -> None:
+                 image_size: int, pointer: VisualPointer | None = None,
+                 answer_format: str = "perception") -> None:
         super().__init__()
+        self.answer_format = answer_format  # "perception" or "text_coordinates" (see ModelConfig)
         self.image_encoder = image_encoder
         self.projector = projector
         self.language_model = language_model

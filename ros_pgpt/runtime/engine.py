@@ -37,6 +37,7 @@ class Engine:
 
     name = "abstract"
     precision = "fp32"
+    answer_format = "perception"  # or "text_coordinates" (ModelConfig.answer_format)
     image_size: int
     mask_side: int
     max_visual_tokens: int

@@ -34,6 +34,7 @@ class TorchEngine(Engine):
         self.max_visual_tokens = model.projector.max_tokens
         self.tokenizer = model.language_model.tokenizer
         self.ids = model.ids
+        self.answer_format = model.answer_format
 
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision, "device": str(self.device),
