@@ -24,6 +24,7 @@ from ros_pgpt import __version__
 
 # Keep sorted; one line per command.
 COMMANDS = {
+    'ablate': ('ros_pgpt.ablate:main', 'train and compare the ablation variants; writes docs/RESULTS.md + plots'),
     'bench': ('ros_pgpt.bench:main', 'end-to-end query latency per backend, stage and token count'),
     'demo': ('ros_pgpt.demo:main', 'run the demo: node + sample bag replay + queries, overlays in demo_output/'),
     'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
