@@ -242,8 +242,9 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
             # Let reliable deliveries finish before the publishers go away.
             time.sleep(0.3)
     finally:
-        if ctx.ok():
-            node.destroy_node()
+        # Destroy the node even after SIGINT shut the context down: a node left to the
+        # interpreter's exit can stall the middleware's teardown past the caller's patience.
+        node.destroy_node()
         if own:
             rclpy.try_shutdown(context=ctx)
     return sent
