@@ -32,6 +32,9 @@ import numpy as np
 from .config import load_config
 from .train import TRAIN_META_FILE
 
+DEFAULT_RUNS = "ablation_runs"
+DEFAULT_REPORT = "docs/RESULTS.md"
+DEFAULT_FIGURES = "docs/results"
 
 
 def variants(max_tokens: int) -> dict[str, tuple[dict, dict, list[int]]]:
@@ -61,19 +64,15 @@ def fixed_counts(max_tokens: int) -> list[int]:
     return sorted({min(4, max_tokens), max_tokens // 4, max_tokens})
 
 
-DEFAULT_RUNS = "ablation_runs"
-DEFAULT_REPORT = "docs/RESULTS.md"
-DEFAULT_FIGURES = "docs/results"
-
-
 # -- running ---------------------------------------------------------------
 def variant_configs(base: Path, name: str, steps: int | None):
+    """(model config, train config, visual-token counts to evaluate) of one variant."""
     model_config, train_config = load_config(base)
-    model_over, train_over, _ = variants(model_config.max_visual_tokens)[name]
+    model_over, train_over, counts = variants(model_config.max_visual_tokens)[name]
     train_config = replace(train_config, **train_over)
     if steps:
         train_config.steps = steps
-    return replace(model_config, **model_over), train_config
+    return replace(model_config, **model_over), train_config, counts
 
 
 def finished(run: Path, steps: int) -> bool:
@@ -88,7 +87,7 @@ def run_variant(base: Path, name: str, runs: Path, *, steps: int | None, samples
     from . import evaluate
     from .train import train
 
-    model_config, train_config = variant_configs(base, name, steps)
+    model_config, train_config, counts = variant_configs(base, name, steps)
     run = runs / name
     if fresh and run.exists():
         shutil.rmtree(run)
@@ -97,18 +96,16 @@ def run_variant(base: Path, name: str, runs: Path, *, steps: int | None, samples
             shutil.rmtree(run)  # a run killed before its first checkpoint
         print(f"[ablate] training {name}: {train_config.steps} steps", flush=True)
         train(model_config, train_config, run, resume=True, progress=False)
-    counts = variants(model_config.max_visual_tokens)[name][2]
     report = run / "eval_report.json"
     evaluate.main(["--checkpoint", str(run), "--samples", str(samples),
                    "--tokens", ",".join(map(str, counts)), "--json", str(report)])
     record = json.loads(report.read_text())
     record["history"] = [json.loads(line) for line in (run / "eval_history.jsonl").read_text().splitlines()]
-    record["log"] = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     record["model"], record["train"] = model_config.to_dict(), train_config.to_dict()
     return record
 
 
-def decode_cost(run: Path, *, samples: int, seed: int = 0) -> dict:
+def decode_cost(predictor, *, samples: int, seed: int = 0) -> dict:
     """Per object on held-out single-object prompts: decoded tokens and decode latency (ms).
 
     ``target_tokens_per_object``: tokens of the training answer per object
@@ -116,17 +113,12 @@ def decode_cost(run: Path, *, samples: int, seed: int = 0) -> dict:
     decoding produced, over answers with at least one object.
     """
     from .batching import answer_ids
-    from .data import SceneGenerator
-    from .evaluate import EVAL_SEED_BASE, SINGLE_KINDS
-    from .predictor import Predictor
+    from .evaluate import SINGLE_KINDS, held_out_samples
     from .transforms import Letterbox
 
-    predictor = Predictor.from_checkpoint(run)
     model = predictor.model
-    generator = SceneGenerator(resolutions=[(640, 480)])
     target, decoded, latency = [], [], []
-    for index in range(samples):
-        sample = generator.sample(EVAL_SEED_BASE + seed * 100_000 + index, n_queries=4)
+    for index, sample in held_out_samples(samples, seed=seed):
         scene = sample.scene
         letterbox = Letterbox.for_image(scene.image, model.image_size)
         predictor.set_image(scene.image, key=index)
@@ -146,14 +138,12 @@ def decode_cost(run: Path, *, samples: int, seed: int = 0) -> dict:
             "single_prompts": len(target)}
 
 
-def frame_latency(run: Path, counts: list[int], *, samples: int) -> dict:
+def frame_latency(predictor, counts: list[int], *, samples: int) -> dict:
     """p50 ms per visual-token count of a prompt on a new frame: ``total`` and ``prefill``
     (image prefix + prompt through the LLM, the part the token count scales)."""
     from .data import SceneGenerator
     from .evaluate import EVAL_SEED_BASE
-    from .predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(run)
     generator = SceneGenerator(resolutions=[(640, 480)])
     timings: dict[int, list[dict]] = {count: [] for count in counts}
     for index in range(samples + 1):  # the first frame warms up and is dropped
@@ -290,8 +280,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def write_report(records: dict, costs: dict, figures: list[str], path: Path, *, command: str,
-                 budget: dict, wall: dict, figures_dir: Path, reading: Path | None = None) -> None:
+def write_report(records: dict, costs: dict, figures: list[str], path: Path, *, budget: dict, figures_dir: Path,
+                 reading: Path | None = None) -> None:
     """The markdown report; ``reading`` (hand-written interpretation) is embedded before the commands."""
     rel = Path(figures_dir).relative_to(path.parent) if Path(figures_dir).is_relative_to(path.parent) else figures_dir
     max_tokens = budget["max_tokens"]
@@ -337,7 +327,9 @@ def write_report(records: dict, costs: dict, figures: list[str], path: Path, *, 
     history_rows = [[h_p["step"], _fmt(h_p["acc50"]), _fmt(h_t["acc50"]), _fmt(h_p.get("box_miou")),
                      _fmt(h_t.get("box_miou"))] for h_p, h_t in zip(perception["history"], text["history"])]
     c_p, c_t = costs["perception_elastic"], costs["text_coordinates_elastic"]
-    all_rows = [[name, _fmt(wall[name], 0), ", ".join(map(str, table[name][2]))] for name in table]
+    all_rows = [[name, _fmt(records[name]["train_wall_s"], 0), ", ".join(map(str, table[name][2]))]
+                for name in table]
+    command = budget["command"]
     lines = [
         "# Results: the three claims at our scale",
         "",
@@ -446,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from .build import load_model
+    from .predictor import Predictor
 
     if args.from_json:
         raw = json.loads((Path(args.figures) / "ablation.json").read_text())
@@ -462,18 +454,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.only or ()) - set(table))
     if unknown:
         parser.error(f"unknown variants {unknown}: choose from {sorted(table)}")
-    records = {}
+    records, costs = {}, {}
     for name in args.only or table:
         started = time.perf_counter()
         record = run_variant(base, name, runs, steps=args.steps, samples=args.samples, fresh=args.fresh)
-        record["frame_latency"] = frame_latency(runs / name, table[name][2], samples=args.latency_samples)
-        record["projector_params"] = sum(p.numel() for p in load_model(runs / name).projector.parameters())
+        predictor = Predictor.from_checkpoint(runs / name)
+        record["frame_latency"] = frame_latency(predictor, table[name][2], samples=args.latency_samples)
+        record["projector_params"] = sum(p.numel() for p in predictor.model.projector.parameters())
+        if name in ("perception_elastic", "text_coordinates_elastic") and not args.only:
+            costs[name] = decode_cost(predictor, samples=args.samples // 2)
         records[name] = record
         print(f"[ablate] {name}: {json.dumps(record['results'])} ({time.perf_counter() - started:.0f} s)", flush=True)
     if args.only:
         return 0
-    costs = {name: decode_cost(runs / name, samples=args.samples // 2)
-             for name in ("perception_elastic", "text_coordinates_elastic")}
     budget = {"steps": args.steps or train_config.steps, "scenes": train_config.scenes_per_step,
               "queries": train_config.queries_per_scene, "lr": train_config.lr, "seed": train_config.seed,
               "samples": args.samples, "latency_samples": args.latency_samples,
@@ -495,7 +488,5 @@ def write_outputs(records: dict, costs: dict, budget: dict, figures: Path, repor
     (figures / "ablation.json").write_text(json.dumps(
         {"budget": budget, "costs": costs,
          "variants": {name: {key: record[key] for key in kept} for name, record in records.items()}}, indent=1))
-    wall = {name: record["train_wall_s"] for name, record in records.items()}
-    write_report(records, costs, written, report, command=budget["command"], budget=budget, wall=wall,
-                 figures_dir=figures, reading=reading)
+    write_report(records, costs, written, report, budget=budget, figures_dir=figures, reading=reading)
     print(f"[ablate] wrote {report} and {len(written)} figures in {figures}")

@@ -108,9 +108,10 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
     text, labels, box_refs, obj_refs = [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
-        targets = [] if answer_format == "text_coordinates" else query.targets
-        answer = answer_ids(tokenizer, ids, query, [letterbox.boxes_to_unit(scene.objects[i].box)
-                                                    for i in query.targets], answer_format)
+        spelled = answer_format == "text_coordinates"
+        targets = [] if spelled else query.targets
+        spelled_boxes = [letterbox.boxes_to_unit(scene.objects[i].box) for i in query.targets] if spelled else None
+        answer = answer_ids(tokenizer, ids, query, spelled_boxes, answer_format)
         sequence = prompt.ids + answer
         # Logit at position t predicts token t+1: supervise from the separator on.
         target = [-100] * (len(prompt.ids) - 1) + answer + [-100]

@@ -87,15 +87,21 @@ def _ratio(hits: int, total: int):
     return round(hits / total, 4) if total else None
 
 
-def evaluate_predictor(predictor, *, samples: int, token_counts: list[int], seed: int = 0,
-                       resolutions=((640, 480),), queries_per_scene: int = 4) -> dict:
-    """Ground every held-out query at every token count; one frame encode per scene."""
+def held_out_samples(samples: int, *, seed: int = 0, resolutions=((640, 480),), queries_per_scene: int = 4):
+    """Yield (index, Sample) for the held-out split: the same scenes for every evaluation."""
     from .data import SceneGenerator
 
     generator = SceneGenerator(resolutions=[tuple(r) for r in resolutions])
-    tallies = {count: _Tally() for count in token_counts}
     for index in range(samples):
-        sample = generator.sample(EVAL_SEED_BASE + seed * 100_000 + index, n_queries=queries_per_scene)
+        yield index, generator.sample(EVAL_SEED_BASE + seed * 100_000 + index, n_queries=queries_per_scene)
+
+
+def evaluate_predictor(predictor, *, samples: int, token_counts: list[int], seed: int = 0,
+                       resolutions=((640, 480),), queries_per_scene: int = 4) -> dict:
+    """Ground every held-out query at every token count; one frame encode per scene."""
+    tallies = {count: _Tally() for count in token_counts}
+    for index, sample in held_out_samples(samples, seed=seed, resolutions=resolutions,
+                                          queries_per_scene=queries_per_scene):
         predictor.set_image(sample.scene.image, key=("eval", index))
         for query in sample.queries:
             for count in token_counts:

@@ -185,7 +185,8 @@ class Predictor:
             if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
                 break
             answer.append(token)
-            log_probability += float(np.log(_probability(logits, token)))
+            if self.text_coordinates:  # their only score; perception objects carry their own
+                log_probability += float(np.log(_probability(logits, token)))
             state, hidden, logits_next = engine.forward(state, engine.embed([token], feedback=feedback))
             feedback = None
             if token == ids.obj:
