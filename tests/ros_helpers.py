@@ -173,11 +173,13 @@ class RosProcess:
     def __init__(self, argv, env, cwd=None, python=True, log_path=None):
         argv = [str(a) for a in argv]
         self.argv = [sys.executable, *argv] if python else argv
-        self.env = env
+        # faulthandler: a child that ignores SIGINT is sent SIGABRT first (see stop), which
+        # prints every thread's Python stack into the log before the kill.
+        self.env = {**env, 'PYTHONFAULTHANDLER': '1'} if python else env
         log_dir = Path(env.get('ROS_HOME', '.'))
         self.log_path = Path(log_path) if log_path else log_dir / f'proc_{os.getpid()}_{next(_counter)}.log'
         self._log = open(self.log_path, 'w+b')
-        self.proc = subprocess.Popen(self.argv, env=env, cwd=cwd, stdout=self._log,
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=cwd, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     @classmethod
@@ -205,15 +207,18 @@ class RosProcess:
         return self.proc.poll() is None
 
     def stop(self, timeout=10.0):
-        """SIGINT (clean rclpy shutdown), then SIGKILL; return the exit code."""
+        """SIGINT (clean rclpy shutdown), then SIGABRT (stack dump), then SIGKILL; return the exit code."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                for sig in (signal.SIGABRT, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.proc.pid, sig)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.proc.wait(3.0)
                 self.proc.wait(timeout)
         self._log.close()
         return self.proc.returncode
