@@ -161,10 +161,7 @@ class PerceptionGraph(nn.Module):
         for index, block in enumerate(decoder.blocks):
             query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1])
             query = query + block.mlp(block.norm_mlp(query))
-        query = decoder.norm_out(query)
-        cx, cy, w, h = decoder.box_head(query).sigmoid().unbind(-1)
-        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-        logits = torch.einsum("bkc,bchw->bkhw", decoder.mask_embed(query), mask_map)
+        boxes, logits = decoder.readout(decoder.norm_out(query), mask_map)
         feedback = self.encoder(boxes.reshape(-1, 4)).view(boxes.shape[0], boxes.shape[1], -1)
         return boxes, logits, feedback
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data.scenes import COLOURS, SHAPES, SIZES
 from .modeling.grounding_model import SequenceBatch
 from .modeling.language_model import BOX, NONE_ANSWER, TokenIds
 from .transforms import Letterbox
@@ -20,6 +21,9 @@ from .transforms import Letterbox
 MAX_PROMPT_CHARS = 512
 
 ANSWER_FORMATS = ("perception", "text_coordinates")
+COLOUR_NAMES = tuple(COLOURS)
+# Classes of the attribute heads (colour, shape, size), each with 0 = "no object".
+ATTRIBUTE_CLASSES = (len(COLOURS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
 _BOX_TEXT = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
 
 
@@ -92,16 +96,30 @@ def image_tensor(image: np.ndarray, letterbox: Letterbox) -> torch.Tensor:
     return torch.from_numpy(square).permute(2, 0, 1).float().div_(255.0)
 
 
+def object_attribute_ids(obj) -> tuple[int, int, int]:
+    """(colour, shape, size) class ids of a scene object; 0 is left for "no object"."""
+    return (COLOUR_NAMES.index(obj.colour) + 1, SHAPES.index(obj.shape) + 1, SIZES.index(obj.size) + 1)
+
+
 def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
-            answer_format: str = "perception"):
+            answer_format: str = "perception", object_side: int | None = None):
     """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
 
     With text coordinates the answer spells the boxes, so there are no <obj> targets.
+    ``object_side``: also list every object of every frame (visible mask on
+    that grid, box, attribute ids) for the dense training losses.
     """
-    images, rows = [], []
+    images, rows, objects = [], [], []
+    first_object = []  # index in ``objects`` of each frame's first object
     for scene_index, (scene, queries) in enumerate(items):
         letterbox = Letterbox.for_image(scene.image, image_size)
         images.append(image_tensor(scene.image, letterbox))
+        first_object.append(len(objects))
+        if object_side:
+            for obj in scene.objects:
+                box = letterbox.boxes_to_unit(obj.box)
+                objects.append((scene_index, letterbox.apply_mask(obj.mask, object_side), box,
+                                object_attribute_ids(obj)))
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
@@ -121,7 +139,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
-                             letterbox.apply_mask(obj.mask, mask_side)))
+                             letterbox.apply_mask(obj.mask, mask_side), first_object[scene_index] + index))
 
     length = max(len(t) for t in text)
     text_ids = torch.full((len(text), length), ids.pad, dtype=torch.long)
@@ -144,6 +162,13 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
         obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
     )
+    if object_side:
+        side = object_side
+        batch.obj_objects = column(obj_refs, 4)
+        batch.object_frames = column(objects, 0)
+        batch.object_masks = torch.tensor(np.array([o[1] for o in objects], np.float32).reshape(-1, side, side))
+        batch.object_boxes = torch.tensor(np.array([o[2] for o in objects], np.float32).reshape(-1, 4))
+        batch.object_attributes = torch.tensor(np.array([o[3] for o in objects], np.int64).reshape(-1, 3))
     return torch.stack(images), batch
 
 

@@ -15,13 +15,13 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from .batching import ANSWER_FORMATS
+from .batching import ANSWER_FORMATS, ATTRIBUTE_CLASSES
 from .config import ModelConfig, model_config_from_dict
 from .modeling.grounding_model import GroundingModel
 from .modeling.image_encoder import build_image_encoder
 from .modeling.language_model import build_language_model
 from .modeling.lora import add_lora
-from .modeling.perception import PerceptionDecoder, PerceptionEncoder, VisualPointer
+from .modeling.perception import AttributeHeads, PerceptionDecoder, PerceptionEncoder, VisualPointer
 from .modeling.projector import build_projector
 
 WEIGHTS_FILE = "model.safetensors"
@@ -32,6 +32,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                 tokenizer_dir: Path | None = None) -> GroundingModel:
     if config.answer_format not in ANSWER_FORMATS:
         raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
+    if config.attribute_heads and config.projector == "resampler":
+        raise ValueError("attribute_heads label grid cells: use a grid projector (c_abstractor or linear)")
     image_encoder = build_image_encoder(config.vision, pretrained=config.vision_pretrained,
                                         image_size=config.image_size)
     language_model = build_language_model(config, tokenizer_texts=tokenizer_texts, tokenizer_dir=tokenizer_dir)
@@ -48,9 +50,12 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         perception_encoder=PerceptionEncoder(out_dim=width),
         perception_decoder=PerceptionDecoder(hidden_dim=width, feature_channels=tuple(image_encoder.channels),
                                              dim=config.decoder_dim, layers=config.decoder_layers,
-                                             heads=config.decoder_heads),
+                                             heads=config.decoder_heads, box_readout=config.box_readout),
         image_size=config.image_size,
         pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None,
+        token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,
+        pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=ATTRIBUTE_CLASSES)
+                          if config.attribute_heads else None),
         answer_format=config.answer_format)
 
 

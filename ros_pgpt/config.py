@@ -51,9 +51,16 @@ class ModelConfig:
     decoder_dim: int = 128
     decoder_layers: int = 2
     decoder_heads: int = 4
+    # How the decoder reads a box: "query" (an MLP on the attended query, as in
+    # PerceptionGPT) or "pixel_votes" (every pixel votes for its object's box;
+    # the mask's softmax averages the votes).
+    box_readout: str = "query"
     # Training-only auxiliary: the perception token points at the visual token
     # holding its object's centre (grid projectors only).
     visual_pointer: bool = False
+    # Training-only auxiliary: colour / shape / size classifiers on the perception
+    # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
+    attribute_heads: bool = False
     # How answers name objects: "perception" (one <obj> token per object,
     # decoded by the perception heads) or "text_coordinates" (Shikra-style
     # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
@@ -93,6 +100,10 @@ class TrainConfig:
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 1.0
     pointer_weight: float = 1.0
+    attr_token_weight: float = 1.0
+    attr_visual_weight: float = 1.0
+    attr_pixel_weight: float = 1.0
+    box_votes_weight: float = 5.0
     # Bookkeeping.
     eval_every: int = 500
     eval_samples: int = 200

@@ -61,6 +61,8 @@ def test_variants_share_everything_but_their_own_switch():
     assert table["c_abstractor_fixed16"] == ({}, {"visual_token_choices": [16]}, [16])
     assert table["resampler_fixed64"][0] == {"projector": "resampler"}
     assert table["text_coordinates_elastic"][0] == {"answer_format": "text_coordinates"}
+    assert table["pixel_votes_elastic"][0] == {"attribute_heads": True, "box_readout": "pixel_votes"}
+    assert table["attribute_heads_elastic"][1:] == (table["perception_elastic"][1], [64])
     with pytest.raises(ValueError, match="squares"):
         variants(50)
 
@@ -75,10 +77,10 @@ def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
          "--samples", "2", "--latency-samples", "2"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
-    for heading in ("## 1. PerceptionGPT", "## 2. Matryoshka", "## 3. Honeybee", "## Reproduce"):
+    for heading in ("## 1. PerceptionGPT", "## 2. Matryoshka", "## 3. Honeybee", "## 4. Ours", "## Reproduce"):
         assert heading in text
-    assert text.count("**Verdict") == 3
-    for name in ("perception_vs_text.png", "elastic_vs_fixed.png", "projectors.png"):
+    assert text.count("**Verdict") == 4
+    for name in ("perception_vs_text.png", "elastic_vs_fixed.png", "projectors.png", "decoder.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     raw = json.loads((figures / "ablation.json").read_text())
     assert set(raw["variants"]) == set(variants(16))
@@ -103,4 +105,4 @@ def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
     report.unlink()
     redo = subprocess.run([sys.executable, "-m", "ros_pgpt.cli", "ablate", "--figures", str(figures), "--report",
                            str(report), "--from-json"], capture_output=True, text=True, timeout=300)
-    assert redo.returncode == 0 and report.read_text().count("**Verdict") == 3, redo.stderr[-3000:]
+    assert redo.returncode == 0 and report.read_text().count("**Verdict") == 4, redo.stderr[-3000:]

@@ -235,3 +235,79 @@ def test_visual_pointer_targets_the_centre_cell():
     assert _centre_cells(boxes, 16).tolist() == [0, 3, 10, 15]
     logits = VisualPointer(hidden_dim=64)(torch.randn(4, 64), torch.randn(4, 16, 64))
     assert logits.shape == (4, 16)
+
+
+def test_region_owners_take_covering_or_centred_objects():
+    """Grid cells belong to the object covering half of them or (coarse grids) holding its centre."""
+    from ros_pgpt.modeling.grounding_model import AMBIGUOUS, NO_OBJECT, SequenceBatch, attribute_labels, region_owners
+
+    side = 8
+    masks = torch.zeros(4, side, side)
+    masks[0, :, :4] = 1  # frame 0: large object on the left half
+    masks[1, 1, 6] = 1  # frame 0: small object inside the top-right cell
+    masks[2, 4:, :2] = 0.5  # frame 1: a faint object, too thin to own its cell
+    masks[3, 7, 7] = 1  # frame 1: small object in the bottom-right cell
+    empty = torch.empty(0)
+    batch = SequenceBatch(*([empty] * 12), object_frames=torch.tensor([0, 0, 1, 1]), object_masks=masks,
+                          object_boxes=torch.tensor([[0, 0, 0.5, 1], [0.75, 0.125, 0.875, 0.25],
+                                                     [0, 0.5, 0.25, 1], [0.875, 0.875, 1, 1]]),
+                          object_attributes=torch.tensor([[1, 1, 2], [3, 2, 1], [5, 3, 1], [6, 4, 1]]))
+    covered = region_owners(batch, 2, 2, with_centres=False).reshape(2, 2, 2)
+    assert covered[0].tolist() == [[0, AMBIGUOUS], [0, NO_OBJECT]]  # 1/16 of a cell: neither empty nor owned
+    assert covered[1].tolist() == [[NO_OBJECT, NO_OBJECT], [AMBIGUOUS, AMBIGUOUS]]
+    centred = region_owners(batch, 2, 2, with_centres=True).reshape(2, 2, 2)
+    assert centred[0].tolist() == [[0, 1], [0, NO_OBJECT]] and centred[1].tolist() == [[NO_OBJECT] * 2, [2, 3]]
+    assert region_owners(batch, 2, 1, with_centres=True).tolist() == [AMBIGUOUS] * 2  # two centres per cell
+    labels = attribute_labels(batch, centred.flatten()).reshape(2, 2, 2, 3)
+    assert labels[0, 0].tolist() == [[1, 1, 2], [3, 2, 1]] and labels[1, 0, 0].tolist() == [0, 0, 0]
+    assert attribute_labels(batch, covered.flatten()).reshape(2, 2, 2, 3)[0, 0, 1].tolist() == [-100] * 3
+
+
+def test_dense_heads_train_both_sides_of_the_match(tiny_model):
+    """Attribute heads and pixel votes: the batch lists every object; the dense losses reach LLM and decoder."""
+    from ros_pgpt.batching import object_attribute_ids
+    from ros_pgpt.data import SceneGenerator, text_corpus
+
+    model_config, _ = load_config(TINY_CONFIG)
+    model_config.attribute_heads = True
+    model_config.box_readout = "pixel_votes"
+    model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
+    samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
+    images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
+                            image_size=model.image_size, mask_side=model.mask_side,
+                            object_side=model.object_side)
+    objects = [o for s in samples for o in s.scene.objects]
+    assert batch.object_masks.shape == (len(objects), model.mask_side, model.mask_side)
+    assert batch.object_frames.tolist() == [f for f, s in enumerate(samples) for _ in s.scene.objects]
+    targets = [objects[int(i)] for i in batch.obj_objects]
+    assert batch.object_attributes[batch.obj_objects].tolist() == [list(object_attribute_ids(o)) for o in targets]
+    assert torch.equal(batch.object_boxes[batch.obj_objects], batch.obj_boxes)  # the same objects as the targets
+    losses = model(images, batch, 16)
+    assert {"attr_token", "attr_visual", "attr_pixel", "box_votes"} <= set(losses)
+    (losses["attr_token"] + losses["attr_visual"] + losses["attr_pixel"]).backward()
+    assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
+    assert model.projector.readout[0].weight.grad.abs().sum() > 0
+    assert model.perception_decoder.lateral[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="grid projector"):
+        build_model(ModelConfig(projector="resampler", attribute_heads=True))
+
+
+def test_pixel_votes_box_follows_the_mask():
+    """A query whose mask covers one object reads that object's voted box; votes are boxes around each pixel."""
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                box_readout="pixel_votes")
+    memory, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    votes = PerceptionDecoder.votes(mask_map)[0]  # (4, 32, 32)
+    centres = (torch.arange(32) + 0.5) / 32
+    assert (votes[0] <= centres).all() and (votes[2] >= centres).all()  # x0 <= pixel x <= x1
+    assert (votes[1] <= centres[:, None]).all() and (votes[3] >= centres[:, None]).all()
+    query = torch.randn(1, 1, 32)
+    direction = decoder.mask_embed(query)[0, 0].detach()
+    mask_map = torch.zeros_like(mask_map)
+    mask_map[0, :-4, 4:8, 4:8] = 30 * (direction / direction.square().sum())[:, None, None]  # logit 30 there
+    mask_map[0, -4:, 4:8, 4:8] = torch.tensor([0.1, 0.1, 0.3, 0.3])[:, None, None]
+    boxes, logits = decoder.readout(query, mask_map)
+    assert logits.shape == (1, 1, 32, 32) and torch.allclose(logits[0, 0, 5, 5], torch.tensor(30.0))
+    assert torch.allclose(boxes[0, 0], torch.tensor([0.1, 0.1, 0.3, 0.3]), atol=1e-4)
+    with pytest.raises(ValueError, match="box_readout"):
+        PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="corners")

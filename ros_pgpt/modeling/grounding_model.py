@@ -18,7 +18,7 @@ from torch import nn
 
 from .language_model import LanguageModel
 from .losses import dice_loss, generalized_box_iou
-from .perception import PerceptionDecoder, PerceptionEncoder, VisualPointer
+from .perception import AttributeHeads, PerceptionDecoder, PerceptionEncoder, VisualPointer
 
 
 @dataclass
@@ -46,12 +46,19 @@ class SequenceBatch:
     obj_slots: torch.Tensor  # (Ko,) index of the object among its frame's objects
     obj_boxes: torch.Tensor  # (Ko, 4) unit xyxy targets
     obj_masks: torch.Tensor  # (Ko, h, w) soft targets on the mask grid
+    # Every object of every frame, for the dense losses (None without them).
+    obj_objects: torch.Tensor | None = None  # (Ko,) which object each <obj> is
+    object_frames: torch.Tensor | None = None  # (No,)
+    object_masks: torch.Tensor | None = None  # (No, h, w) visible coverage on the mask grid
+    object_boxes: torch.Tensor | None = None  # (No, 4) unit xyxy
+    object_attributes: torch.Tensor | None = None  # (No, 3) colour, shape, size ids (0 = no object)
 
 
 class GroundingModel(nn.Module):
     def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
                  image_size: int, pointer: VisualPointer | None = None,
+                 token_attributes: AttributeHeads | None = None, pixel_attributes: AttributeHeads | None = None,
                  answer_format: str = "perception") -> None:
         super().__init__()
         self.answer_format = answer_format  # "perception" or "text_coordinates" (see ModelConfig)
@@ -61,6 +68,10 @@ class GroundingModel(nn.Module):
         self.perception_encoder = perception_encoder
         self.perception_decoder = perception_decoder
         self.pointer = pointer  # training-only auxiliary head (None: no pointer loss)
+        # Training-only attribute heads: on LLM hiddens (perception tokens and visual tokens
+        # share one, so both encode attributes alike) and on the decoder's pixel memory.
+        self.token_attributes = token_attributes
+        self.pixel_attributes = pixel_attributes
         self.image_size = image_size
 
     @property
@@ -70,6 +81,12 @@ class GroundingModel(nn.Module):
     @property
     def mask_side(self) -> int:
         return self.image_size // self.image_encoder.strides[0]
+
+    @property
+    def object_side(self) -> int | None:
+        """Grid of the per-object masks that the dense training losses need (None: none of them)."""
+        dense = self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
+        return self.mask_side if dense else None
 
     # -- frame side -------------------------------------------------------
     def encode_frames(self, images: torch.Tensor, pyramid: list[torch.Tensor] | None = None) -> FrameFeatures:
@@ -147,6 +164,26 @@ class GroundingModel(nn.Module):
                 visual = prefix_hidden[frame, 2:prefix_len - 1]  # after <bos> <image>, before </image>
                 logits = self.pointer(hidden[batch.obj_rows, batch.obj_cols], visual)
                 losses["pointer"] = F.cross_entropy(logits, _centre_cells(batch.obj_boxes, visual.shape[1]))
+            if self.token_attributes is not None:
+                losses["attr_token"] = self.token_attributes.loss(hidden[batch.obj_rows, batch.obj_cols],
+                                                                  batch.object_attributes[batch.obj_objects])
+        if self.token_attributes is not None:
+            visual = prefix_hidden[:, 2:prefix_len - 1]
+            side = int(round(visual.shape[1] ** 0.5))
+            cells = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=True))
+            losses["attr_visual"] = self.token_attributes.loss(visual.reshape(-1, visual.shape[-1]), cells)
+        if self.pixel_attributes is not None:
+            side = int(round(frames.memory.shape[1] ** 0.5))
+            pixels = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=False))
+            losses["attr_pixel"] = self.pixel_attributes.loss(frames.memory.reshape(-1, frames.memory.shape[-1]),
+                                                              pixels)
+        if self.perception_decoder.box_readout == "pixel_votes":
+            # Every pixel that an object covers votes for that object's box.
+            owners = region_owners(batch, images.shape[0], batch.object_masks.shape[-1], with_centres=False)
+            votes = self.perception_decoder.votes(frames.mask_map).permute(0, 2, 3, 1).reshape(-1, 4)
+            covered = owners >= 0
+            if covered.any():
+                losses["box_votes"] = F.l1_loss(votes[covered], batch.object_boxes[owners[covered]])
         return losses
 
 
@@ -156,3 +193,39 @@ def _centre_cells(boxes: torch.Tensor, count: int) -> torch.Tensor:
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     cell = (centre * side).long().clamp(0, side - 1)
     return cell[:, 1] * side + cell[:, 0]
+
+
+NO_OBJECT, AMBIGUOUS = -1, -2
+
+
+def region_owners(batch: SequenceBatch, frames: int, side: int, *, with_centres: bool) -> torch.Tensor:
+    """The object (index into the batch's object list) owning each cell of a side x side grid per frame.
+
+    (frames * side²,) row-major. A cell belongs to the object covering at least
+    half of it (or, ``with_centres``, holding its centre: small objects still
+    own a coarse cell); ``NO_OBJECT`` where objects cover under 5 %;
+    ``AMBIGUOUS`` otherwise.
+    """
+    count = batch.object_frames.numel()
+    cover = F.adaptive_avg_pool2d(batch.object_masks[:, None], side).flatten(1)  # (No, side²)
+    per_frame = cover.new_zeros(frames, count, side * side)
+    per_frame[batch.object_frames, torch.arange(count, device=cover.device)] = cover
+    best, owners = per_frame.max(dim=1)
+    empty = per_frame.sum(dim=1) < 0.05
+    owners[empty] = NO_OBJECT
+    owners[~empty & (best < 0.5)] = AMBIGUOUS
+    owners = owners.flatten()
+    if with_centres:
+        flat = batch.object_frames * side * side + _centre_cells(batch.object_boxes, side * side)
+        holders = torch.zeros_like(owners).index_add_(0, flat, torch.ones_like(flat))
+        owners[flat] = torch.arange(count, device=owners.device)
+        owners[holders > 1] = AMBIGUOUS
+    return owners
+
+
+def attribute_labels(batch: SequenceBatch, owners: torch.Tensor) -> torch.Tensor:
+    """Owners -> (N, 3) colour, shape, size labels: 0 for no object, -100 (ignored) where ambiguous."""
+    labels = batch.object_attributes[owners.clamp(min=0)]
+    labels[owners == NO_OBJECT] = 0
+    labels[owners == AMBIGUOUS] = -100
+    return labels

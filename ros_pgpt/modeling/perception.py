@@ -7,6 +7,11 @@
   perception token's hidden state; its cross-entropy against the cell that
   holds the object's centre gives the LLM a direct localization signal, which
   box and mask losses alone pass back to it only weakly at the start.
+- ``AttributeHeads`` (training only): colour / shape / size classifiers on
+  perception-token hiddens, on the visual tokens' hiddens (what sits at each
+  grid cell) and on the decoder's pixel memory (what covers each pixel). Dense
+  labels teach both sides of the query-to-pixel match what to encode long
+  before the sparse box and mask losses would.
 - ``PerceptionDecoder``: a perception token's hidden state -> a box and a
   full-resolution mask. The hidden state becomes a query that cross-attends to
   a stride-8 feature pyramid map, then an MLP regresses the box and a dot
@@ -48,6 +53,20 @@ class VisualPointer(nn.Module):
         return torch.einsum("kd,knd->kn", self.query(hidden), self.key(visual)) * self.scale
 
 
+class AttributeHeads(nn.Module):
+    """Features (N, dim) -> one linear classifier per attribute; class 0 of each means "no object"."""
+
+    def __init__(self, *, dim: int, classes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(dim, count) for count in classes)
+
+    def loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the attributes; labels (N, attributes), -100 = ignore."""
+        losses = [F.cross_entropy(head(features), labels[:, index], ignore_index=-100)
+                  for index, head in enumerate(self.heads) if (labels[:, index] >= 0).any()]
+        return torch.stack(losses).mean() if losses else features.sum() * 0
+
+
 class _CrossAttentionBlock(nn.Module):
     def __init__(self, *, dim: int, heads: int) -> None:
         super().__init__()
@@ -62,27 +81,47 @@ class _CrossAttentionBlock(nn.Module):
         return query + self.mlp(self.norm_mlp(query))
 
 
+BOX_READOUTS = ("query", "pixel_votes")
+
+
 class PerceptionDecoder(nn.Module):
-    """Hidden states + cached pixel features -> (unit xyxy boxes, mask logits)."""
+    """Hidden states + cached pixel features -> (unit xyxy boxes, mask logits).
+
+    ``box_readout``: "query" regresses the box from the attended query with an
+    MLP (PerceptionGPT); "pixel_votes" has every stride-4 pixel predict the box
+    of the object under it (query-independent, trained densely on all objects)
+    and reads a query's box as the vote averaged under its mask's softmax, so a
+    box is as good as the mask that selects it.
+    """
 
     def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
-                 layers: int = 2, heads: int = 4) -> None:
+                 layers: int = 2, heads: int = 4, box_readout: str = "query") -> None:
         super().__init__()
+        if box_readout not in BOX_READOUTS:
+            raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
         self.dim = dim
+        self.box_readout = box_readout
         self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in feature_channels)
         self.smooth = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), LayerNorm2d(dim), nn.GELU())
         self.mask_features = nn.Sequential(LayerNorm2d(dim), nn.GELU(), nn.Conv2d(dim, dim // 2, 1))
         self.query = MLP(dims=[hidden_dim, dim, dim])
         self.blocks = nn.ModuleList(_CrossAttentionBlock(dim=dim, heads=heads) for _ in range(layers))
         self.norm_out = nn.LayerNorm(dim)
-        self.box_head = MLP(dims=[dim, dim, 4])
+        if box_readout == "query":
+            self.box_head = MLP(dims=[dim, dim, 4])
+        else:
+            # Distances from each stride-8 pixel to its object's four sides (FCOS-style).
+            self.box_votes = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1), nn.GELU(),
+                                           nn.Conv2d(dim // 2, 4, 1))
         self.mask_embed = MLP(dims=[dim, dim, dim // 2])
 
     def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, dim/2, H/4, W/4)).
+        """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4)).
 
         A top-down FPN down to stride 8 feeds the attention; the stride-4 map
         for the masks adds the finest level with 1x1 convs only (it is large).
+        With pixel votes the mask map carries four more channels: each pixel's
+        box vote (unit x0, y0, x1, y1).
         """
         x = self.lateral[3](features[3])
         for level in (2, 1):
@@ -92,6 +131,10 @@ class PerceptionDecoder(nn.Module):
         fine = self.lateral[0](features[0])
         fine = fine + F.interpolate(stride8, size=fine.shape[-2:], mode="bilinear", align_corners=False)
         mask_map = self.mask_features(fine)
+        if self.box_readout == "pixel_votes":
+            distances = F.interpolate(F.softplus(self.box_votes(stride8)) * 0.1, size=fine.shape[-2:],
+                                      mode="bilinear", align_corners=False)
+            mask_map = torch.cat([mask_map, _box_votes(distances)], dim=1)
         height, width = stride8.shape[-2:]
         memory = stride8.flatten(2).transpose(1, 2)
         memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
@@ -107,8 +150,30 @@ class PerceptionDecoder(nn.Module):
         query = self.query(hidden)
         for block in self.blocks:
             query = block(query, memory, memory)
-        query = self.norm_out(query)
-        cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
-        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), mask_map)
-        return boxes, logits
+        return self.readout(self.norm_out(query), mask_map)
+
+    def readout(self, query: torch.Tensor, mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attended queries (B, K, dim) -> (boxes (B, K, 4), mask logits (B, K, h, w))."""
+        if self.box_readout == "query":
+            logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), mask_map)
+            cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
+            return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1), logits
+        features, votes = mask_map[:, :-4], mask_map[:, -4:]
+        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
+        weights = logits.flatten(2).softmax(dim=-1)
+        return torch.einsum("bkp,bcp->bkc", weights, votes.flatten(2)), logits
+
+    @staticmethod
+    def votes(mask_map: torch.Tensor) -> torch.Tensor:
+        """The per-pixel box votes (B, 4, h, w) of a pixel-votes mask map."""
+        return mask_map[:, -4:]
+
+
+def _box_votes(distances: torch.Tensor) -> torch.Tensor:
+    """(B, 4, h, w) distances to the left, top, right, bottom sides -> unit xyxy box per pixel."""
+    height, width = distances.shape[-2:]
+    ys = (torch.arange(height, device=distances.device, dtype=distances.dtype) + 0.5) / height
+    xs = (torch.arange(width, device=distances.device, dtype=distances.dtype) + 0.5) / width
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    left, top, right, bottom = distances.unbind(1)
+    return torch.stack([grid_x - left, grid_y - top, grid_x + right, grid_y + bottom], dim=1)
