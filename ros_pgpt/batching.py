@@ -123,7 +123,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
-    text, labels, box_refs, obj_refs = [], [], [], []
+    text, labels, box_refs, obj_refs, decisions = [], [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
         spelled = answer_format == "text_coordinates"
@@ -136,6 +136,9 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         text.append(sequence)
         labels.append(target)
         box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
+        if query.kind != "describe":
+            first = letterbox.boxes_to_unit(scene.objects[query.targets[0]].box) if query.targets else np.zeros(4)
+            decisions.append((row, len(prompt.ids) - 1, first, bool(query.targets)))
         for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
@@ -161,6 +164,9 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=_slots([rows[r[0]][0] for r in obj_refs]),
         obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
         obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
+        decision_rows=column(decisions, 0), decision_cols=column(decisions, 1),
+        decision_boxes=torch.tensor(np.array([d[2] for d in decisions], np.float32).reshape(-1, 4)),
+        decision_present=column(decisions, 3, torch.bool),
     )
     if object_side:
         side = object_side

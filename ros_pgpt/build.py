@@ -32,6 +32,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                 tokenizer_dir: Path | None = None) -> GroundingModel:
     if config.answer_format not in ANSWER_FORMATS:
         raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
+    if config.decision_pointer and not config.visual_pointer:
+        raise ValueError("decision_pointer needs visual_pointer")
     if config.attribute_heads and config.projector == "resampler":
         raise ValueError("attribute_heads label grid cells: use a grid projector (c_abstractor or linear)")
     image_encoder = build_image_encoder(config.vision, pretrained=config.vision_pretrained,
@@ -52,7 +54,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads, box_readout=config.box_readout),
         image_size=config.image_size,
-        pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None,
+        pointer=VisualPointer(hidden_dim=width, no_match=config.decision_pointer) if config.visual_pointer else None,
         token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,
         pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=ATTRIBUTE_CLASSES)
                           if config.attribute_heads else None),

@@ -58,6 +58,10 @@ class ModelConfig:
     # Training-only auxiliary: the perception token points at the visual token
     # holding its object's centre (grid projectors only).
     visual_pointer: bool = False
+    # Training-only auxiliary (with visual_pointer): the token that decides the
+    # answer (the last prompt token) points at the first target's visual token,
+    # or at a learned "no match" key when the object is absent.
+    decision_pointer: bool = False
     # Training-only auxiliary: colour / shape / size classifiers on the perception
     # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
     attribute_heads: bool = False
@@ -100,6 +104,7 @@ class TrainConfig:
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 1.0
     pointer_weight: float = 1.0
+    decision_weight: float = 1.0
     attr_token_weight: float = 1.0
     attr_visual_weight: float = 1.0
     attr_pixel_weight: float = 1.0

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import yaml
 import pytest
 
 from ros_pgpt.ablate import difference_error, fixed_counts, variants, verdict
@@ -63,6 +64,7 @@ def test_variants_share_everything_but_their_own_switch():
     assert table["text_coordinates_elastic"][0] == {"answer_format": "text_coordinates"}
     assert table["pixel_votes_elastic"][0] == {"attribute_heads": True, "box_readout": "pixel_votes"}
     assert table["attribute_heads_elastic"][1:] == (table["perception_elastic"][1], [64])
+    assert table["decision_pointer_elastic"][0] == table["pixel_votes_elastic"][0] | {"decision_pointer": True}
     with pytest.raises(ValueError, match="squares"):
         variants(50)
 
@@ -71,8 +73,12 @@ def test_variants_share_everything_but_their_own_switch():
 def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
     """The whole command on the tiny config, 3 steps per variant: every table, plot and number is written."""
     report, figures = tmp_path / "RESULTS.md", tmp_path / "results"
+    base = tmp_path / "base.yaml"  # the tiny config with the papers' decoder, as configs/ablation.yaml
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["model"].update(attribute_heads=False, decision_pointer=False, box_readout="query")
+    base.write_text(yaml.safe_dump(config))
     done = subprocess.run(
-        [sys.executable, "-m", "ros_pgpt.cli", "ablate", "--config", str(TINY_CONFIG), "--runs",
+        [sys.executable, "-m", "ros_pgpt.cli", "ablate", "--config", str(base), "--runs",
          str(tmp_path / "runs"), "--report", str(report), "--figures", str(figures), "--steps", "3",
          "--samples", "2", "--latency-samples", "2"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

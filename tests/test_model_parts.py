@@ -139,7 +139,7 @@ def test_batch_alignment(tiny_model):
     sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
     model = tiny_model
     images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
-                            image_size=model.image_size, mask_side=model.mask_side)
+                            image_size=model.image_size, mask_side=model.mask_side, object_side=model.object_side)
     ids = model.ids
     assert images.shape == (1, 3, 128, 128)
     for row, query in enumerate(sample.queries):
@@ -235,6 +235,8 @@ def test_visual_pointer_targets_the_centre_cell():
     assert _centre_cells(boxes, 16).tolist() == [0, 3, 10, 15]
     logits = VisualPointer(hidden_dim=64)(torch.randn(4, 64), torch.randn(4, 16, 64))
     assert logits.shape == (4, 16)
+    with_no_match = VisualPointer(hidden_dim=64, no_match=True)(torch.randn(4, 64), torch.randn(4, 16, 64))
+    assert with_no_match.shape == (4, 17)  # the last logit: "nothing matches"
 
 
 def test_region_owners_take_covering_or_centred_objects():
@@ -271,6 +273,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     model_config, _ = load_config(TINY_CONFIG)
     model_config.attribute_heads = True
     model_config.box_readout = "pixel_votes"
+    model_config.visual_pointer = model_config.decision_pointer = True
     model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
@@ -282,14 +285,23 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     targets = [objects[int(i)] for i in batch.obj_objects]
     assert batch.object_attributes[batch.obj_objects].tolist() == [list(object_attribute_ids(o)) for o in targets]
     assert torch.equal(batch.object_boxes[batch.obj_objects], batch.obj_boxes)  # the same objects as the targets
+    # One decision per object question, at its last prompt token (the separator), absent ones included.
+    queries = [(f, q) for f, s in enumerate(samples) for q in s.queries]
+    asked = [(row, q) for row, (_, q) in enumerate(queries) if q.kind != "describe"]
+    assert batch.decision_rows.tolist() == [row for row, _ in asked]
+    assert (batch.text_ids[batch.decision_rows, batch.decision_cols] == model.ids.sep).all()
+    assert batch.decision_present.tolist() == [bool(q.targets) for _, q in asked]
+    assert not batch.decision_present.all() and batch.decision_boxes[~batch.decision_present].eq(0).all()
     losses = model(images, batch, 16)
-    assert {"attr_token", "attr_visual", "attr_pixel", "box_votes"} <= set(losses)
+    assert {"attr_token", "attr_visual", "attr_pixel", "box_votes", "decision"} <= set(losses)
     (losses["attr_token"] + losses["attr_visual"] + losses["attr_pixel"]).backward()
     assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
     assert model.projector.readout[0].weight.grad.abs().sum() > 0
     assert model.perception_decoder.lateral[1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="grid projector"):
         build_model(ModelConfig(projector="resampler", attribute_heads=True))
+    with pytest.raises(ValueError, match="needs visual_pointer"):
+        build_model(ModelConfig(decision_pointer=True))
 
 
 def test_pixel_votes_box_follows_the_mask():

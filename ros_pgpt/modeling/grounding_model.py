@@ -52,6 +52,11 @@ class SequenceBatch:
     object_masks: torch.Tensor | None = None  # (No, h, w) visible coverage on the mask grid
     object_boxes: torch.Tensor | None = None  # (No, 4) unit xyxy
     object_attributes: torch.Tensor | None = None  # (No, 3) colour, shape, size ids (0 = no object)
+    # The last prompt token of every object question (not "what is in <box>?"): it decides the answer.
+    decision_rows: torch.Tensor | None = None  # (Nd,)
+    decision_cols: torch.Tensor | None = None
+    decision_boxes: torch.Tensor | None = None  # (Nd, 4) first target's unit box (zeros when absent)
+    decision_present: torch.Tensor | None = None  # (Nd,) bool
 
 
 class GroundingModel(nn.Module):
@@ -136,6 +141,8 @@ class GroundingModel(nn.Module):
         """
         from transformers import DynamicCache
 
+        if self.object_side and batch.object_masks is None:
+            raise ValueError("this model's dense losses need every object: collate(..., object_side=model.object_side)")
         frames = self.encode_frames(images, pyramid)
         prefix = self.image_prefix(frames, num_tokens)
         prefix_len = prefix.shape[1]
@@ -167,6 +174,12 @@ class GroundingModel(nn.Module):
             if self.token_attributes is not None:
                 losses["attr_token"] = self.token_attributes.loss(hidden[batch.obj_rows, batch.obj_cols],
                                                                   batch.object_attributes[batch.obj_objects])
+        if self.pointer is not None and self.pointer.no_match is not None and batch.decision_rows.numel():
+            visual = prefix_hidden[batch.scene_index[batch.decision_rows], 2:prefix_len - 1]
+            logits = self.pointer(hidden[batch.decision_rows, batch.decision_cols], visual)
+            no_match = torch.full_like(batch.decision_rows, visual.shape[1])
+            target = torch.where(batch.decision_present, _centre_cells(batch.decision_boxes, visual.shape[1]), no_match)
+            losses["decision"] = F.cross_entropy(logits, target)
         if self.token_attributes is not None:
             visual = prefix_hidden[:, 2:prefix_len - 1]
             side = int(round(visual.shape[1] ** 0.5))

@@ -41,16 +41,21 @@ class PerceptionEncoder(nn.Module):
 
 
 class VisualPointer(nn.Module):
-    """Perception token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n)."""
+    """Token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n), or (K, n + 1) with
+    ``no_match``: a learned key after the visual tokens that stands for "nothing matches"."""
 
-    def __init__(self, *, hidden_dim: int, dim: int = 128) -> None:
+    def __init__(self, *, hidden_dim: int, dim: int = 128, no_match: bool = False) -> None:
         super().__init__()
         self.query = nn.Linear(hidden_dim, dim)
         self.key = nn.Linear(hidden_dim, dim)
+        self.no_match = nn.Parameter(torch.zeros(dim)) if no_match else None
         self.scale = dim ** -0.5
 
     def forward(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("kd,knd->kn", self.query(hidden), self.key(visual)) * self.scale
+        keys = self.key(visual)
+        if self.no_match is not None:
+            keys = torch.cat([keys, self.no_match.expand(keys.shape[0], 1, -1)], dim=1)
+        return torch.einsum("kd,knd->kn", self.query(hidden), keys) * self.scale
 
 
 class AttributeHeads(nn.Module):
