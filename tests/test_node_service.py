@@ -106,16 +106,16 @@ def test_fewer_visual_tokens(node, sample):
 
 
 def test_clearly_visible_single_object_found(node):
-    """Accuracy smoke test: a large object alone in a scene, named by colour and shape, is found.
+    """Accuracy smoke test: an object alone in a scene (large or small), named by colour and shape, is found.
 
-    Depends on the trained default checkpoint (an untrained one fails). Seeds where the shipped
-    model (acc50 0.18 on the full eval) gets IoU 0.75-0.89; the threshold is 0.5.
+    Depends on the trained default checkpoint (an untrained one fails). On seeds 0-9 the shipped
+    model (acc50 0.67 on the full eval) gets IoU 0.77-0.96 in PyTorch; the threshold is 0.5.
     """
     from ros_pgpt.data import SceneGenerator
     from ros_pgpt.ros_io import box_iou
 
     generator = SceneGenerator(resolutions=[(640, 480)], min_objects=1, max_objects=1)
-    for seed in (3, 5, 8, 10):
+    for seed in range(10):
         s = generator.sample(seed, n_queries=1)
         obj = s.scene.objects[0]
         response = node.query(f'where is the {obj.colour} {obj.shape}?', s.scene.image, masks=True)
