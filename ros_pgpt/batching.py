@@ -102,24 +102,31 @@ def object_attribute_ids(obj) -> tuple[int, int, int]:
 
 
 def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
-            answer_format: str = "perception", object_side: int | None = None):
+            answer_format: str = "perception", list_objects: bool = False):
     """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
 
     With text coordinates the answer spells the boxes, so there are no <obj> targets.
-    ``object_side``: also list every object of every frame (visible mask on
-    that grid, box, attribute ids) for the dense training losses.
+    ``list_objects``: also list every object of every frame (visible mask on
+    the mask grid, box, attribute ids) for the dense training losses.
     """
     images, rows, objects = [], [], []
     first_object = []  # index in ``objects`` of each frame's first object
+    masks: dict[tuple[int, int], np.ndarray] = {}  # (frame, object) -> mask grid; prompts share objects
+
+    def object_mask(scene_index: int, letterbox: Letterbox, scene, index: int) -> np.ndarray:
+        key = (scene_index, index)
+        if key not in masks:
+            masks[key] = letterbox.apply_mask(scene.objects[index].mask, mask_side)
+        return masks[key]
+
     for scene_index, (scene, queries) in enumerate(items):
         letterbox = Letterbox.for_image(scene.image, image_size)
         images.append(image_tensor(scene.image, letterbox))
         first_object.append(len(objects))
-        if object_side:
-            for obj in scene.objects:
-                box = letterbox.boxes_to_unit(obj.box)
-                objects.append((scene_index, letterbox.apply_mask(obj.mask, object_side), box,
-                                object_attribute_ids(obj)))
+        if list_objects:
+            for index, obj in enumerate(scene.objects):
+                objects.append((scene_index, object_mask(scene_index, letterbox, scene, index),
+                                letterbox.boxes_to_unit(obj.box), object_attribute_ids(obj)))
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
@@ -142,7 +149,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
-                             letterbox.apply_mask(obj.mask, mask_side), first_object[scene_index] + index))
+                             object_mask(scene_index, letterbox, scene, index), first_object[scene_index] + index))
 
     length = max(len(t) for t in text)
     text_ids = torch.full((len(text), length), ids.pad, dtype=torch.long)
@@ -168,11 +175,11 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         decision_boxes=torch.tensor(np.array([d[2] for d in decisions], np.float32).reshape(-1, 4)),
         decision_present=column(decisions, 3, torch.bool),
     )
-    if object_side:
-        side = object_side
+    if list_objects:
         batch.obj_objects = column(obj_refs, 4)
         batch.object_frames = column(objects, 0)
-        batch.object_masks = torch.tensor(np.array([o[1] for o in objects], np.float32).reshape(-1, side, side))
+        batch.object_masks = torch.tensor(np.array([o[1] for o in objects], np.float32)
+                                          .reshape(-1, mask_side, mask_side))
         batch.object_boxes = torch.tensor(np.array([o[2] for o in objects], np.float32).reshape(-1, 4))
         batch.object_attributes = torch.tensor(np.array([o[3] for o in objects], np.int64).reshape(-1, 3))
     return torch.stack(images), batch

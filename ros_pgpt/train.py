@@ -180,7 +180,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
             group["lr"] = base * lr_factor(train_config, step)
         images, batch = collate(step_items(generator, train_config, step, rank), tokenizer, ids,
                                 image_size=model.image_size, mask_side=model.mask_side,
-                                answer_format=model.answer_format, object_side=model.object_side)
+                                answer_format=model.answer_format, list_objects=model.needs_object_list)
         images = images.to(device)
         batch = type(batch)(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
         count = step_token_count(train_config, step)

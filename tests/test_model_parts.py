@@ -139,7 +139,7 @@ def test_batch_alignment(tiny_model):
     sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
     model = tiny_model
     images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
-                            image_size=model.image_size, mask_side=model.mask_side, object_side=model.object_side)
+                            image_size=model.image_size, mask_side=model.mask_side, list_objects=model.needs_object_list)
     ids = model.ids
     assert images.shape == (1, 3, 128, 128)
     for row, query in enumerate(sample.queries):
@@ -278,7 +278,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
                             image_size=model.image_size, mask_side=model.mask_side,
-                            object_side=model.object_side)
+                            list_objects=model.needs_object_list)
     objects = [o for s in samples for o in s.scene.objects]
     assert batch.object_masks.shape == (len(objects), model.mask_side, model.mask_side)
     assert batch.object_frames.tolist() == [f for f, s in enumerate(samples) for _ in s.scene.objects]

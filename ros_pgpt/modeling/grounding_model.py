@@ -88,10 +88,9 @@ class GroundingModel(nn.Module):
         return self.image_size // self.image_encoder.strides[0]
 
     @property
-    def object_side(self) -> int | None:
-        """Grid of the per-object masks that the dense training losses need (None: none of them)."""
-        dense = self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
-        return self.mask_side if dense else None
+    def needs_object_list(self) -> bool:
+        """Whether the dense training losses need every object of every frame (``collate(list_objects=)``)."""
+        return self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
 
     # -- frame side -------------------------------------------------------
     def encode_frames(self, images: torch.Tensor, pyramid: list[torch.Tensor] | None = None) -> FrameFeatures:
@@ -141,8 +140,8 @@ class GroundingModel(nn.Module):
         """
         from transformers import DynamicCache
 
-        if self.object_side and batch.object_masks is None:
-            raise ValueError("this model's dense losses need every object: collate(..., object_side=model.object_side)")
+        if self.needs_object_list and batch.object_masks is None:
+            raise ValueError("this model's dense losses need every object: collate(..., list_objects=True)")
         frames = self.encode_frames(images, pyramid)
         prefix = self.image_prefix(frames, num_tokens)
         prefix_len = prefix.shape[1]
@@ -157,10 +156,12 @@ class GroundingModel(nn.Module):
                                                 position_ids=positions.expand(rows, -1))
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=-100)
         losses = {"lm": lm}
+        visual = prefix_hidden[:, 2:prefix_len - 1]  # after <bos> <image>, before </image>
         if batch.obj_rows.numel():
             frame = batch.scene_index[batch.obj_rows]
+            objects = hidden[batch.obj_rows, batch.obj_cols]
             slots = hidden.new_zeros(images.shape[0], int(batch.obj_slots.max()) + 1, hidden.shape[-1])
-            slots[frame, batch.obj_slots] = hidden[batch.obj_rows, batch.obj_cols]
+            slots[frame, batch.obj_slots] = objects
             boxes, mask_logits = self.perception_decoder(slots, frames.memory, frames.mask_map)
             boxes, mask_logits = boxes[frame, batch.obj_slots], mask_logits[frame, batch.obj_slots]
             losses["box_l1"] = F.l1_loss(boxes, batch.obj_boxes)
@@ -168,20 +169,17 @@ class GroundingModel(nn.Module):
             losses["mask_bce"] = F.binary_cross_entropy_with_logits(mask_logits, batch.obj_masks)
             losses["mask_dice"] = dice_loss(mask_logits, batch.obj_masks)
             if self.pointer is not None:
-                visual = prefix_hidden[frame, 2:prefix_len - 1]  # after <bos> <image>, before </image>
-                logits = self.pointer(hidden[batch.obj_rows, batch.obj_cols], visual)
+                logits = self.pointer(objects, visual[frame])
                 losses["pointer"] = F.cross_entropy(logits, _centre_cells(batch.obj_boxes, visual.shape[1]))
             if self.token_attributes is not None:
-                losses["attr_token"] = self.token_attributes.loss(hidden[batch.obj_rows, batch.obj_cols],
-                                                                  batch.object_attributes[batch.obj_objects])
+                losses["attr_token"] = self.token_attributes.loss(objects, batch.object_attributes[batch.obj_objects])
         if self.pointer is not None and self.pointer.no_match is not None and batch.decision_rows.numel():
-            visual = prefix_hidden[batch.scene_index[batch.decision_rows], 2:prefix_len - 1]
-            logits = self.pointer(hidden[batch.decision_rows, batch.decision_cols], visual)
+            logits = self.pointer(hidden[batch.decision_rows, batch.decision_cols],
+                                  visual[batch.scene_index[batch.decision_rows]])
             no_match = torch.full_like(batch.decision_rows, visual.shape[1])
             target = torch.where(batch.decision_present, _centre_cells(batch.decision_boxes, visual.shape[1]), no_match)
             losses["decision"] = F.cross_entropy(logits, target)
         if self.token_attributes is not None:
-            visual = prefix_hidden[:, 2:prefix_len - 1]
             side = int(round(visual.shape[1] ** 0.5))
             cells = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=True))
             losses["attr_visual"] = self.token_attributes.loss(visual.reshape(-1, visual.shape[-1]), cells)

@@ -159,14 +159,13 @@ class PerceptionDecoder(nn.Module):
 
     def readout(self, query: torch.Tensor, mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attended queries (B, K, dim) -> (boxes (B, K, 4), mask logits (B, K, h, w))."""
+        features = mask_map if self.box_readout == "query" else mask_map[:, :-4]
+        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
         if self.box_readout == "query":
-            logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), mask_map)
             cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
             return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1), logits
-        features, votes = mask_map[:, :-4], mask_map[:, -4:]
-        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
         weights = logits.flatten(2).softmax(dim=-1)
-        return torch.einsum("bkp,bcp->bkc", weights, votes.flatten(2)), logits
+        return torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2)), logits
 
     @staticmethod
     def votes(mask_map: torch.Tensor) -> torch.Tensor:
