@@ -145,7 +145,8 @@ class ProjectorGraph(nn.Module):
 
 
 class PerceptionGraph(nn.Module):
-    """(hidden (B,K,H), attn_kv, mask_map) -> (boxes (B,K,4), mask logits (B,K,h,w), feedback (B,K,H)).
+    """(hidden (B,K,H), attn_kv, mask_map) -> (boxes (B,K,4), mask logits (B,K,h,w), feedback (B,K,H)
+    [, match logits (B,K) with a match head]).
 
     ``PerceptionDecoder.forward`` with the keys/values from ``FrameGraph``.
     """
@@ -161,9 +162,9 @@ class PerceptionGraph(nn.Module):
         for index, block in enumerate(decoder.blocks):
             query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1])
             query = query + block.mlp(block.norm_mlp(query))
-        boxes, logits = decoder.readout(decoder.norm_out(query), mask_map)
+        boxes, logits, match = decoder.readout(hidden, decoder.norm_out(query), mask_map)
         feedback = self.encoder(boxes.reshape(-1, 4)).view(boxes.shape[0], boxes.shape[1], -1)
-        return boxes, logits, feedback
+        return (boxes, logits, feedback) if match is None else (boxes, logits, feedback, match)
 
 
 class BoxEncoderGraph(nn.Module):

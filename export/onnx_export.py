@@ -6,7 +6,7 @@
 Writes (see graphs.py for what each graph holds):
     frame.onnx                 images (B,3,S,S)            -> attn_kv, mask_map, proj_map
     projector_n{n}.onnx        proj_map (B,C,h,w)           -> prefix (B,n+3,D)   one per count n
-    perception.onnx            hidden (B,K,D), attn_kv, mask_map -> boxes, mask_logits, feedback
+    perception.onnx            hidden (B,K,D), attn_kv, mask_map -> boxes, mask_logits, feedback[, match_logits]
     box_encoder.onnx           boxes (N,4)                  -> embeddings (N,D)
     llm_fp32.onnx / llm_int8.onnx  embeds + past KV         -> hidden, logits, present KV
     llm_int4.onnx              (with int4=True) weight-only int4 MatMulNBits LLM
@@ -181,24 +181,28 @@ def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]
     hidden_size = model.language_model.hidden_size
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(pixels.shape[0], 3, hidden_size, generator=generator)
-    names = ["boxes", "mask_logits", "feedback"]
+    matching = model.perception_decoder.match_head is not None
+    names = ["boxes", "mask_logits", "feedback"] + (["match_logits"] if matching else [])
     path = _export(graph, (hidden[:1, :2], attn_kv[:1], features.mask_map[:1]), out / "perception.onnx",
                    ["hidden", "attn_kv", "mask_map"], names,
-                   {"hidden": {0: "batch", 1: "objects"}, "attn_kv": {0: "batch"}, "mask_map": {0: "batch"},
-                    "boxes": {0: "batch", 1: "objects"}, "mask_logits": {0: "batch", 1: "objects"},
-                    "feedback": {0: "batch", 1: "objects"}})
+                   {"hidden": {0: "batch", 1: "objects"}, "attn_kv": {0: "batch"}, "mask_map": {0: "batch"}}
+                   | {name: {0: "batch", 1: "objects"} for name in names})
     session = _session(path)
     parity = {"boxes_rel": 0.0, "mask_iou_min": 1.0, "mask_logits_rel": 0.0, "feedback_rel": 0.0}
+    if matching:
+        parity["match_logits_rel"] = 0.0
     for batch, objects in ((1, 1), (1, 3), (pixels.shape[0], 2)):
         with torch.no_grad():
-            boxes, logits = model.perception_decoder(hidden[:batch, :objects], features.memory[:batch],
-                                                     features.mask_map[:batch])
+            boxes, logits, match = model.perception_decoder(hidden[:batch, :objects], features.memory[:batch],
+                                                            features.mask_map[:batch])
             feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(batch, objects, -1)
         got = session.run(names, {"hidden": hidden[:batch, :objects].numpy(), "attn_kv": attn_kv[:batch].numpy(),
                                   "mask_map": features.mask_map[:batch].numpy()})
         parity["boxes_rel"] = max(parity["boxes_rel"], _rel(got[0], boxes.numpy()))
         parity["mask_logits_rel"] = max(parity["mask_logits_rel"], _rel(got[1], logits.numpy()))
         parity["feedback_rel"] = max(parity["feedback_rel"], _rel(got[2], feedback.numpy()))
+        if matching:
+            parity["match_logits_rel"] = max(parity["match_logits_rel"], _rel(got[3], match.numpy()))
         for k in range(objects):
             for b in range(batch):
                 parity["mask_iou_min"] = min(parity["mask_iou_min"],
@@ -327,6 +331,8 @@ def check_parity(parity: dict) -> list[str]:
         failures.append(f"perception.boxes_rel={perception.get('boxes_rel')} > 1e-3")
     if not perception.get("mask_iou_min", 0.0) >= 0.99:
         failures.append(f"perception.mask_iou_min={perception.get('mask_iou_min')} < 0.99")
+    if not perception.get("match_logits_rel", 0.0) <= 1e-3:  # the match head decides whether an object is kept
+        failures.append(f"perception.match_logits_rel={perception.get('match_logits_rel')} > 1e-3")
     if "llm_fp32" in parity and not parity["llm_fp32"].get("argmax_agree", False):
         failures.append("llm_fp32: next-token argmax differs from PyTorch")
     return failures

@@ -16,6 +16,7 @@ TINY_MODEL = {
     "llm_hidden": 64, "llm_layers": 2, "llm_heads": 2, "llm_intermediate": 128, "vocab_size": 400,
     "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2,
     "visual_pointer": True, "attribute_heads": True, "box_readout": "pixel_votes",
+    "match_head": True,
 }
 
 

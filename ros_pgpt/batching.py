@@ -102,12 +102,15 @@ def object_attribute_ids(obj) -> tuple[int, int, int]:
 
 
 def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
-            answer_format: str = "perception", list_objects: bool = False):
+            answer_format: str = "perception", list_objects: bool = False, match_probes: bool = False):
     """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
 
     With text coordinates the answer spells the boxes, so there are no <obj> targets.
     ``list_objects``: also list every object of every frame (visible mask on
     the mask grid, box, attribute ids) for the dense training losses.
+    ``match_probes``: for every absent-object prompt, one more sequence that
+    answers it with an <obj> token anyway (no LM target): what the decoder
+    makes of it is a negative for the match head.
     """
     images, rows, objects = [], [], []
     first_object = []  # index in ``objects`` of each frame's first object
@@ -130,7 +133,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
-    text, labels, box_refs, obj_refs, decisions = [], [], [], [], []
+    text, labels, box_refs, obj_refs, decisions, probes = [], [], [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
         spelled = answer_format == "text_coordinates"
@@ -150,6 +153,13 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
                              object_mask(scene_index, letterbox, scene, index), first_object[scene_index] + index))
+        if match_probes and query.kind == "absent":
+            probes.append((scene_index, prompt.ids + [ids.obj]))
+    for scene_index, sequence in probes:
+        text.append(sequence)
+        labels.append([-100] * len(sequence))
+    probe_rows = list(range(len(rows), len(rows) + len(probes)))
+    decoded_slots = _slots([rows[r[0]][0] for r in obj_refs] + [p[0] for p in probes])
 
     length = max(len(t) for t in text)
     text_ids = torch.full((len(text), length), ids.pad, dtype=torch.long)
@@ -164,17 +174,21 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         return torch.tensor([r[index] for r in refs], dtype=dtype)
 
     batch = SequenceBatch(
-        scene_index=torch.tensor([r[0] for r in rows], dtype=torch.long),
+        scene_index=torch.tensor([r[0] for r in rows] + [p[0] for p in probes], dtype=torch.long),
         text_ids=text_ids, text_mask=text_mask, labels=label_ids,
         box_rows=column(box_refs, 0), box_cols=column(box_refs, 1),
         box_values=torch.tensor(np.array([r[2] for r in box_refs], np.float32).reshape(-1, 4)),
-        obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=_slots([rows[r[0]][0] for r in obj_refs]),
+        obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=decoded_slots[:len(obj_refs)],
         obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
         obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
         decision_rows=column(decisions, 0), decision_cols=column(decisions, 1),
         decision_boxes=torch.tensor(np.array([d[2] for d in decisions], np.float32).reshape(-1, 4)),
         decision_present=column(decisions, 3, torch.bool),
     )
+    if match_probes:
+        batch.probe_rows = torch.tensor(probe_rows, dtype=torch.long)
+        batch.probe_cols = torch.tensor([len(p[1]) - 1 for p in probes], dtype=torch.long)
+        batch.probe_slots = decoded_slots[len(obj_refs):]
     if list_objects:
         batch.obj_objects = column(obj_refs, 4)
         batch.object_frames = column(objects, 0)

@@ -65,6 +65,10 @@ class ModelConfig:
     # Training-only auxiliary: colour / shape / size classifiers on the perception
     # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
     attribute_heads: bool = False
+    # A match head on the decoder scores whether each decoded object is what the
+    # prompt asked for (trained with <obj> tokens forced onto absent-object
+    # prompts); at run time a first object it rejects makes the answer "none".
+    match_head: bool = False
     # How answers name objects: "perception" (one <obj> token per object,
     # decoded by the perception heads) or "text_coordinates" (Shikra-style
     # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
@@ -109,6 +113,7 @@ class TrainConfig:
     attr_visual_weight: float = 1.0
     attr_pixel_weight: float = 1.0
     box_votes_weight: float = 5.0
+    match_weight: float = 1.0
     # Bookkeeping.
     eval_every: int = 500
     eval_samples: int = 200

@@ -38,7 +38,8 @@ class GroundingResult:
     objects: list[GroundedObject]
     visual_tokens: int
     frame_cached: bool
-    answer_tokens: int = 0  # tokens decoded after the prompt, <eos> included
+    answer_tokens: int = 0  # tokens decoded after the prompt, the final <eos> or refused <obj> included
+    rejected: int = 0  # 1 when the match head refused the first object (the answer is then "none")
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
 
 
@@ -72,10 +73,16 @@ class Predictor:
     ``Predictor(model)`` runs a ``GroundingModel`` in PyTorch;
     ``Predictor.from_engine(engine)`` runs any ``ros_pgpt.runtime`` engine
     (``ros_pgpt.runtime.create_predictor`` picks one).
+
+    With a match head, a first object whose match probability is below
+    ``match_threshold`` is refused: the answer is "none" (the prompt describes
+    nothing in the image). An object's score is its match probability, else
+    the probability of its <obj> token.
     """
 
     def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
-                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0, engine=None) -> None:
+                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0, match_threshold: float = 0.5,
+                 engine=None) -> None:
         if engine is None:
             if model is None:
                 raise ValueError("Predictor needs a model or an engine")
@@ -89,6 +96,7 @@ class Predictor:
         self.text_coordinates = getattr(engine, "answer_format", "perception") == "text_coordinates"
         self.max_answer_tokens = max_answer_tokens or (12 * max_objects if self.text_coordinates else 12)
         self.mask_threshold = mask_threshold
+        self.match_threshold = match_threshold
         self.device = getattr(engine, "device", torch.device("cpu"))
         self._frame: _Frame | None = None
 
@@ -155,17 +163,18 @@ class Predictor:
         encoded = encode_prompt(engine.tokenizer, engine.ids, prompt,
                                 frame.letterbox.boxes_to_unit(np.asarray(boxes, np.float32).reshape(-1, 4)))
         prefix = self._prefix(frame, count)
-        objects, answer_ids, confidence = self._generate(frame, encoded, engine.fork(prefix), watch)
-        answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False)
+        objects, answer_ids, confidence, rejected = self._generate(frame, encoded, engine.fork(prefix), watch)
+        # A refused first object is the model's "not found".
+        answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False).strip() or ("none" if rejected else "")
         if self.text_coordinates:
             objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.max_objects]]
             masks = False
         result_objects = self._postprocess(frame, objects, masks, referring_phrase(prompt))
         watch.lap("postprocess")
         watch.timings["total"] = sum(watch.timings.values())
-        return GroundingResult(prompt=prompt, answer=answer.strip(), objects=result_objects,
+        return GroundingResult(prompt=prompt, answer=answer, objects=result_objects,
                                visual_tokens=count, frame_cached=cached, timings=watch.timings,
-                               answer_tokens=len(answer_ids) + 1)
+                               answer_tokens=len(answer_ids) + 1, rejected=rejected)
 
     def _prefix(self, frame: _Frame, count: int):
         if count not in frame.prefixes:
@@ -180,24 +189,30 @@ class Predictor:
         objects, answer = [], []
         feedback = None
         log_probability = 0.0
+        rejected = 0
         for _ in range(self.max_answer_tokens):
             token = int(logits.argmax())
             if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
                 break
-            answer.append(token)
             if self.text_coordinates:  # their only score; perception objects carry their own
                 log_probability += float(np.log(_probability(logits, token)))
             state, hidden, logits_next = engine.forward(state, engine.embed([token], feedback=feedback))
             feedback = None
             if token == ids.obj:
                 watch.lap("decode")
-                box, mask_logits, feedback = engine.perceive(frame.features, hidden)
-                objects.append((_probability(logits, token), box, mask_logits))
+                box, mask_logits, feedback, match = engine.perceive(frame.features, hidden)
                 watch.lap("perception")
+                # The match head was trained to tell a first object from an absent one: it decides
+                # whether there is any object; how many is the LLM's call.
+                if match is not None and not objects and match < self.match_threshold:
+                    rejected = 1
+                    break
+                objects.append((_probability(logits, token) if match is None else match, box, mask_logits))
+            answer.append(token)
             logits = logits_next
         watch.lap("decode")
         # Geometric mean of the answer's token probabilities: the score of text-coordinate objects.
-        return objects, answer, float(np.exp(log_probability / max(1, len(answer))))
+        return objects, answer, float(np.exp(log_probability / max(1, len(answer)))), rejected
 
     def _postprocess(self, frame: _Frame, objects, masks: bool, phrase: str) -> list[GroundedObject]:
         if not objects:

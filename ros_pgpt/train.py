@@ -179,8 +179,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         for group, base in zip(optimizer.param_groups, (train_config.lr, train_config.llm_lr)):
             group["lr"] = base * lr_factor(train_config, step)
         images, batch = collate(step_items(generator, train_config, step, rank), tokenizer, ids,
-                                image_size=model.image_size, mask_side=model.mask_side,
-                                answer_format=model.answer_format, list_objects=model.needs_object_list)
+                                **model.collate_options)
         images = images.to(device)
         batch = type(batch)(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
         count = step_token_count(train_config, step)

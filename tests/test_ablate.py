@@ -65,6 +65,7 @@ def test_variants_share_everything_but_their_own_switch():
     assert table["pixel_votes_elastic"][0] == {"attribute_heads": True, "box_readout": "pixel_votes"}
     assert table["attribute_heads_elastic"][1:] == (table["perception_elastic"][1], [64])
     assert table["decision_pointer_elastic"][0] == table["pixel_votes_elastic"][0] | {"decision_pointer": True}
+    assert table["match_head_elastic"][0] == table["pixel_votes_elastic"][0] | {"match_head": True}
     with pytest.raises(ValueError, match="squares"):
         variants(50)
 
@@ -75,7 +76,7 @@ def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
     report, figures = tmp_path / "RESULTS.md", tmp_path / "results"
     base = tmp_path / "base.yaml"  # the tiny config with the papers' decoder, as configs/ablation.yaml
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["model"].update(attribute_heads=False, decision_pointer=False, box_readout="query")
+    config["model"].update(attribute_heads=False, decision_pointer=False, match_head=False, box_readout="query")
     base.write_text(yaml.safe_dump(config))
     done = subprocess.run(
         [sys.executable, "-m", "ros_pgpt.cli", "ablate", "--config", str(base), "--runs",
@@ -107,6 +108,15 @@ def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
     only = subprocess.run(done.args + ["--only", "linear_fixed16"], capture_output=True, text=True, timeout=900)
     assert only.returncode == 0 and "[ablate] linear_fixed16:" in only.stdout, only.stderr[-3000:]
     assert "[ablate] perception_elastic" not in only.stdout
+    # --merge puts an --only variant's fresh numbers into ablation.json and the report, and names its command.
+    raw["variants"]["linear_fixed16"]["results"] = {}
+    (figures / "ablation.json").write_text(json.dumps(raw))
+    merged = subprocess.run(done.args + ["--only", "linear_fixed16", "--merge"], capture_output=True, text=True,
+                            timeout=900)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    after = json.loads((figures / "ablation.json").read_text())
+    assert after["variants"]["linear_fixed16"]["results"] and after["budget"]["merged"][0].endswith("--merge")
+    assert "--only linear_fixed16 --merge" in report.read_text()
     # The report and plots can be rewritten from the raw numbers alone.
     report.unlink()
     redo = subprocess.run([sys.executable, "-m", "ros_pgpt.cli", "ablate", "--figures", str(figures), "--report",

@@ -130,16 +130,20 @@ def test_perception_graph_dynamic_objects(exported):
         features = model.encode_frames(torch.from_numpy(pixels))
     hidden = torch.randn(2, 5, model.language_model.hidden_size)
     with torch.no_grad():
-        boxes, logits = model.perception_decoder(hidden, features.memory, features.mask_map)
+        boxes, logits, match = model.perception_decoder(hidden, features.memory, features.mask_map)
         feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(2, 5, -1)
-    got = session(out / "perception.onnx").run(
-        ["boxes", "mask_logits", "feedback"], {"hidden": hidden.numpy(), "attn_kv": attn_kv, "mask_map": mask_map})
+    graph = session(out / "perception.onnx")
+    names = ["boxes", "mask_logits", "feedback"] + ([] if match is None else ["match_logits"])
+    assert [o.name for o in graph.get_outputs()] == names  # match logits exactly when the model has a match head
+    got = graph.run(names, {"hidden": hidden.numpy(), "attn_kv": attn_kv, "mask_map": mask_map})
     assert np.abs(got[0] - boxes.numpy()).max() <= 1e-3 * np.abs(boxes.numpy()).max()
     for b in range(2):
         for k in range(5):
             a, e = got[1][b, k] > 0, logits.numpy()[b, k] > 0
             union = (a | e).sum()
             assert union == 0 or (a & e).sum() / union >= 0.99
+    if match is not None:
+        assert got[3].shape == (2, 5) and rel(got[3], match.numpy()) < 1e-3
     assert rel(got[2], feedback.numpy()) < 1e-4
 
 

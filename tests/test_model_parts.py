@@ -11,7 +11,7 @@ from ros_pgpt.build import build_model
 from ros_pgpt.config import ModelConfig, load_config
 from ros_pgpt.modeling.image_encoder import EfficientNetLite0Encoder
 from ros_pgpt.modeling.losses import dice_loss, generalized_box_iou
-from ros_pgpt.modeling.perception import PerceptionDecoder, PerceptionEncoder
+from ros_pgpt.modeling.perception import MATCH_EVIDENCE, PerceptionDecoder, PerceptionEncoder
 from ros_pgpt.modeling.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
 from ros_pgpt.transforms import Letterbox
 
@@ -91,18 +91,25 @@ def test_resampler_prefix_property():
     torch.testing.assert_close(full[:, :5], head, atol=1e-5, rtol=1e-5)
 
 
-def test_perception_decoder_shapes_and_independent_queries():
-    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2).eval()
+@pytest.mark.parametrize("match_head", [False, True])
+def test_perception_decoder_shapes_and_independent_queries(match_head):
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                match_head=match_head).eval()
     memory, mask_map = decoder.encode_pixels(pyramid(batch=2))
-    assert memory.shape == (2, 16 * 16, 32) and mask_map.shape == (2, 16, 32, 32)
+    assert memory.shape == (2, 16 * 16, 32) and mask_map.shape == (2, 16 + match_head * MATCH_EVIDENCE, 32, 32)
     hidden = torch.randn(2, 3, 64)
     with torch.no_grad():
-        boxes, logits = decoder(hidden, memory, mask_map)
-        alone, alone_logits = decoder(hidden[:, :1], memory, mask_map)
+        boxes, logits, match = decoder(hidden, memory, mask_map)
+        alone, alone_logits, alone_match = decoder(hidden[:, :1], memory, mask_map)
     assert boxes.shape == (2, 3, 4) and logits.shape == (2, 3, 32, 32)
     assert (boxes >= -0.5).all() and (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
     torch.testing.assert_close(boxes[:, :1], alone)
     torch.testing.assert_close(logits[:, :1], alone_logits)
+    if match_head:
+        assert match.shape == (2, 3)
+        torch.testing.assert_close(match[:, :1], alone_match)
+    else:
+        assert match is None and alone_match is None
 
 
 def test_perception_encoder_separates_boxes():
@@ -139,7 +146,7 @@ def test_batch_alignment(tiny_model):
     sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
     model = tiny_model
     images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
-                            image_size=model.image_size, mask_side=model.mask_side, list_objects=model.needs_object_list)
+                            **model.collate_options)
     ids = model.ids
     assert images.shape == (1, 3, 128, 128)
     for row, query in enumerate(sample.queries):
@@ -153,6 +160,44 @@ def test_batch_alignment(tiny_model):
     losses = model(images, batch, 16)
     assert {"lm", "box_l1", "box_giou", "mask_bce", "mask_dice"} <= set(losses) or not len(batch.obj_rows)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
+    """Each absent prompt gets a second sequence: the prompt, then <obj>, no LM target; the match loss reads it."""
+    from ros_pgpt.data import SceneGenerator
+
+    model, ids = tiny_model, tiny_model.ids
+    samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6, 7)]
+    images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids,
+                            **model.collate_options)
+    queries = [(f, q) for f, s in enumerate(samples) for q in s.queries]
+    absent = [(f, row, q) for row, (f, q) in enumerate(queries) if q.kind == "absent"]
+    assert absent, "the seeds must give absent prompts"
+    assert batch.probe_rows.tolist() == list(range(len(queries), len(queries) + len(absent)))
+    assert batch.scene_index[batch.probe_rows].tolist() == [f for f, _, _ in absent]
+    for probe, col, (_, row, _) in zip(batch.probe_rows, batch.probe_cols, absent):
+        sep = int((batch.text_ids[row] == ids.sep).nonzero()[0])
+        assert col == sep + 1 and batch.text_ids[probe, col] == ids.obj
+        assert torch.equal(batch.text_ids[probe, :col], batch.text_ids[row, :col])  # the same prompt
+        assert batch.labels[probe].eq(-100).all() and not batch.text_mask[probe, col + 1:].any()
+    # Probes take the slots after their frame's targets: no (frame, slot) is decoded twice.
+    decoded = list(zip(batch.scene_index[batch.obj_rows].tolist(), batch.obj_slots.tolist())) + \
+        list(zip(batch.scene_index[batch.probe_rows].tolist(), batch.probe_slots.tolist()))
+    assert len(set(decoded)) == len(decoded)
+    model.zero_grad(set_to_none=True)
+    losses = model(images, batch, 16)
+    losses["match"].backward()
+    decoder = model.perception_decoder
+    for head in (decoder.match_head, decoder.match_intent, decoder.match_found, decoder.evidence):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
+    # The box and mask path does not learn from the verifier.
+    touched = [n for n, p in decoder.named_parameters()
+               if p.grad is not None and p.grad.abs().sum() > 0 and not n.startswith(("match", "evidence"))]
+    assert not touched, touched
+    no_probes = dict(model.collate_options, match_probes=False)
+    with pytest.raises(ValueError, match="match_probes"):
+        model(*collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids, **no_probes), 16)
 
 
 def test_prompt_validation(tiny_model):
@@ -277,8 +322,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            image_size=model.image_size, mask_side=model.mask_side,
-                            list_objects=model.needs_object_list)
+                            **model.collate_options)
     objects = [o for s in samples for o in s.scene.objects]
     assert batch.object_masks.shape == (len(objects), model.mask_side, model.mask_side)
     assert batch.object_frames.tolist() == [f for f, s in enumerate(samples) for _ in s.scene.objects]
@@ -318,8 +362,8 @@ def test_pixel_votes_box_follows_the_mask():
     mask_map = torch.zeros_like(mask_map)
     mask_map[0, :-4, 4:8, 4:8] = 30 * (direction / direction.square().sum())[:, None, None]  # logit 30 there
     mask_map[0, -4:, 4:8, 4:8] = torch.tensor([0.1, 0.1, 0.3, 0.3])[:, None, None]
-    boxes, logits = decoder.readout(query, mask_map)
-    assert logits.shape == (1, 1, 32, 32) and torch.allclose(logits[0, 0, 5, 5], torch.tensor(30.0))
+    boxes, logits, match = decoder.readout(query, query, mask_map)
+    assert match is None and logits.shape == (1, 1, 32, 32) and torch.allclose(logits[0, 0, 5, 5], torch.tensor(30.0))
     assert torch.allclose(boxes[0, 0], torch.tensor([0.1, 0.1, 0.3, 0.3]), atol=1e-4)
     with pytest.raises(ValueError, match="box_readout"):
         PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="corners")

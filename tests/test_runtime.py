@@ -90,7 +90,7 @@ def test_predictor_api_is_the_same_on_every_backend(predictors):
             predictor.tokens_for(predictor.max_visual_tokens + 1)
         result = predictor.ground(sample.scene.image, sample.queries[0].prompt, masks=True)
         assert set(result.timings) == {"preprocess", "vision", "prefill", "decode", "postprocess", "total"} | (
-            {"perception"} if result.objects else set())
+            {"perception"} if result.objects or result.rejected else set())
         assert not result.frame_cached
         for obj in result.objects:
             assert obj.mask.shape == sample.scene.image.shape[:2] and obj.mask.dtype == bool
@@ -121,6 +121,49 @@ def test_onnxruntime_fp32_matches_pytorch(predictors):
                 _agree(a, b, sample.scene.image.shape)
                 compared += 1
     assert compared == 24
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_match_head_refusal_ends_the_answer(predictors, backend):
+    """Threshold 0 keeps what the LLM names; threshold 1 refuses the first object: no objects, answer "none";
+    objects after an accepted first one are the LLM's call whatever their match score."""
+    predictor = predictors[backend]
+    if not _has_match_head(predictor):
+        pytest.skip("the checkpoint under test has no match head (match_head: false)")
+    keep, refuse = None, None
+    try:
+        for index, sample in enumerate(scenes(4, seed=2)):
+            for query in sample.queries:
+                predictor.match_threshold = 0.0
+                keep = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("m", index))
+                if keep.objects:
+                    predictor.match_threshold = 1.0
+                    refuse = predictor.ground(None, query.prompt, boxes=query.input_boxes)
+                    break
+            if refuse is not None:
+                break
+    finally:
+        predictor.match_threshold = 0.5
+    assert refuse is not None, "no prompt of the sample made the LLM name an object"
+    assert keep.rejected == 0 and all(0.0 <= o.score <= 1.0 for o in keep.objects)
+    assert refuse.objects == [] and refuse.rejected == 1 and refuse.answer == "none"
+    if len(keep.objects) > 1:  # a threshold just under the first object's score keeps every later one
+        predictor.match_threshold = keep.objects[0].score - 1e-6
+        try:
+            again = predictor.ground(None, query.prompt, boxes=query.input_boxes)
+        finally:
+            predictor.match_threshold = 0.5
+        assert [o.box for o in again.objects] == [o.box for o in keep.objects]
+    # The refused <obj> was decoded and perceived: it is the answer's one token (no <eos> follows).
+    assert refuse.answer_tokens == 1 and "perception" in refuse.timings
+
+
+def _has_match_head(predictor) -> bool:
+    """Whether the model behind a predictor has a match head (PyTorch model or exported perception graph)."""
+    if predictor.model is not None:
+        return predictor.model.perception_decoder.match_head is not None
+    outputs = predictor.engine.manifest["files"]["perception"]["outputs"]
+    return any(o["name"] == "match_logits" for o in outputs)
 
 
 class CountingEngine:
@@ -196,7 +239,8 @@ def test_pytorch_engine_matches_the_original_generation_loop(exported):
 
 class ReferencePredictor:
     """ros_pgpt/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
-    frame features cached per key, image-prefix KV cache per count, deep-copied per prompt."""
+    frame features cached per key, image-prefix KV cache per count, deep-copied per prompt;
+    plus the match head's refusal of a first object, which answers "none"."""
 
     def __init__(self, model, max_answer_tokens=12, max_objects=8):
         self.model, self.max_answer_tokens, self.max_objects = model, max_answer_tokens, max_objects
@@ -229,13 +273,12 @@ class ReferencePredictor:
         hidden, logits, _ = lm(embeds, past_key_values=cache,
                                position_ids=torch.arange(position, position + embeds.shape[1]).unsqueeze(0))
         position += embeds.shape[1]
-        objects, answer, feedback = [], [], None
+        objects, answer, feedback, refused = [], [], None, False
         for _ in range(self.max_answer_tokens):
             probs = logits[0, -1].softmax(-1)
             token = int(probs.argmax())
             if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
                 break
-            answer.append(token)
             embeds = lm.embed(torch.tensor([[token]]))
             if feedback is not None:
                 embeds = embeds + feedback
@@ -243,10 +286,15 @@ class ReferencePredictor:
             position += 1
             feedback = None
             if token == ids.obj:
-                box, mask_logits = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map)
-                objects.append((float(probs[token]), box[0, 0], mask_logits[0, 0]))
+                box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map)
+                score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
+                if match is not None and not objects and score < 0.5:  # a refused first object: "none"
+                    refused = True
+                    break
+                objects.append((score, box[0, 0], mask_logits[0, 0]))
                 feedback = model.perception_encoder(box[0]).unsqueeze(1)
-        text = lm.tokenizer.decode(answer, skip_special_tokens=False).strip()
+            answer.append(token)
+        text = lm.tokenizer.decode(answer, skip_special_tokens=False).strip() or ("none" if refused else "")
         if not objects:
             return [], text, [], []
         unit = torch.stack([o[1] for o in objects]).numpy()

@@ -57,6 +57,10 @@ class SequenceBatch:
     decision_cols: torch.Tensor | None = None
     decision_boxes: torch.Tensor | None = None  # (Nd, 4) first target's unit box (zeros when absent)
     decision_present: torch.Tensor | None = None  # (Nd,) bool
+    # <obj> tokens forced onto prompts whose object is absent (no LM target): the match head's negatives.
+    probe_rows: torch.Tensor | None = None  # (Kp,)
+    probe_cols: torch.Tensor | None = None
+    probe_slots: torch.Tensor | None = None  # (Kp,) slots after the frame's <obj> targets
 
 
 class GroundingModel(nn.Module):
@@ -91,6 +95,13 @@ class GroundingModel(nn.Module):
     def needs_object_list(self) -> bool:
         """Whether the dense training losses need every object of every frame (``collate(list_objects=)``)."""
         return self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
+
+    @property
+    def collate_options(self) -> dict:
+        """The keyword arguments of ``batching.collate`` that make this model's training batches."""
+        return {"image_size": self.image_size, "mask_side": self.mask_side, "answer_format": self.answer_format,
+                "list_objects": self.needs_object_list,
+                "match_probes": self.perception_decoder.match_head is not None}
 
     # -- frame side -------------------------------------------------------
     def encode_frames(self, images: torch.Tensor, pyramid: list[torch.Tensor] | None = None) -> FrameFeatures:
@@ -157,17 +168,30 @@ class GroundingModel(nn.Module):
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=-100)
         losses = {"lm": lm}
         visual = prefix_hidden[:, 2:prefix_len - 1]  # after <bos> <image>, before </image>
+        matching = self.perception_decoder.match_head is not None
+        if matching and batch.probe_rows is None:
+            raise ValueError("this model's match head needs negatives: collate(..., match_probes=True)")
         if batch.obj_rows.numel():
             frame = batch.scene_index[batch.obj_rows]
             objects = hidden[batch.obj_rows, batch.obj_cols]
-            slots = hidden.new_zeros(images.shape[0], int(batch.obj_slots.max()) + 1, hidden.shape[-1])
-            slots[frame, batch.obj_slots] = objects
-            boxes, mask_logits = self.perception_decoder(slots, frames.memory, frames.mask_map)
+            decoded_rows, decoded_cols, decoded_slots = batch.obj_rows, batch.obj_cols, batch.obj_slots
+            if matching:  # the probes ride in the same decoder call, in slots after the targets
+                decoded_rows = torch.cat([decoded_rows, batch.probe_rows])
+                decoded_cols = torch.cat([decoded_cols, batch.probe_cols])
+                decoded_slots = torch.cat([decoded_slots, batch.probe_slots])
+            decoded_frames = batch.scene_index[decoded_rows]
+            slots = hidden.new_zeros(images.shape[0], int(decoded_slots.max()) + 1, hidden.shape[-1])
+            slots[decoded_frames, decoded_slots] = hidden[decoded_rows, decoded_cols]
+            boxes, mask_logits, match_logits = self.perception_decoder(slots, frames.memory, frames.mask_map)
+            targets = len(batch.obj_rows)
             boxes, mask_logits = boxes[frame, batch.obj_slots], mask_logits[frame, batch.obj_slots]
             losses["box_l1"] = F.l1_loss(boxes, batch.obj_boxes)
             losses["box_giou"] = (1 - generalized_box_iou(boxes, batch.obj_boxes)).mean()
             losses["mask_bce"] = F.binary_cross_entropy_with_logits(mask_logits, batch.obj_masks)
             losses["mask_dice"] = dice_loss(mask_logits, batch.obj_masks)
+            if matching:
+                match_logits = match_logits[decoded_frames, decoded_slots]
+                losses["match"] = _balanced_bce(match_logits[:targets], match_logits[targets:])
             if self.pointer is not None:
                 logits = self.pointer(objects, visual[frame])
                 losses["pointer"] = F.cross_entropy(logits, _centre_cells(batch.obj_boxes, visual.shape[1]))
@@ -196,6 +220,15 @@ class GroundingModel(nn.Module):
             if covered.any():
                 losses["box_votes"] = F.l1_loss(votes[covered], batch.object_boxes[owners[covered]])
         return losses
+
+
+def _balanced_bce(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of the positives (target 1) plus that of the negatives (target 0), each averaged on its own:
+    absent prompts are a minority of the mix, and the threshold should not learn their rarity."""
+    loss = F.binary_cross_entropy_with_logits(positives, torch.ones_like(positives))
+    if negatives.numel():
+        loss = loss + F.binary_cross_entropy_with_logits(negatives, torch.zeros_like(negatives))
+    return loss
 
 
 def _centre_cells(boxes: torch.Tensor, count: int) -> torch.Tensor:

@@ -17,6 +17,8 @@
   a stride-8 feature pyramid map, then an MLP regresses the box and a dot
   product with a stride-4 map gives mask logits. The pixel side
   (``encode_pixels``) depends only on the frame and is cached per frame.
+  Optionally a match head scores whether the decoded object is what the token
+  asked for, so a run can refuse a look-alike instead of boxing it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class _CrossAttentionBlock(nn.Module):
 
 
 BOX_READOUTS = ("query", "pixel_votes")
+MATCH_EVIDENCE = 32  # mask-map channels the match head reads
 
 
 class PerceptionDecoder(nn.Module):
@@ -97,10 +100,17 @@ class PerceptionDecoder(nn.Module):
     of the object under it (query-independent, trained densely on all objects)
     and reads a query's box as the vote averaged under its mask's softmax, so a
     box is as good as the mask that selects it.
+
+    ``match_head``: a verifier that compares what the token asks for (its
+    hidden state) with what its mask found (evidence channels of the mask map
+    pooled under the mask) and returns a logit that the object matches;
+    trained against tokens forced onto prompts whose object is absent. Its
+    gradient reaches the LLM (which learns to say in the token what to check)
+    but not the box and mask path, which it could only disturb.
     """
 
     def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
-                 layers: int = 2, heads: int = 4, box_readout: str = "query") -> None:
+                 layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False) -> None:
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
@@ -119,14 +129,23 @@ class PerceptionDecoder(nn.Module):
             self.box_votes = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1), nn.GELU(),
                                            nn.Conv2d(dim // 2, 4, 1))
         self.mask_embed = MLP(dims=[dim, dim, dim // 2])
+        self.match_head = None
+        if match_head:
+            # What each stride-8 pixel shows, for the verifier only: channels of the mask map after the
+            # mask features, before the votes.
+            self.evidence = nn.Conv2d(dim, MATCH_EVIDENCE, 1)
+            self.match_intent = MLP(dims=[hidden_dim, dim, dim])
+            self.match_found = nn.Linear(dim, MATCH_EVIDENCE)
+            self.match_head = MLP(dims=[dim + 2 * MATCH_EVIDENCE, dim, 1])
 
     def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4)).
 
         A top-down FPN down to stride 8 feeds the attention; the stride-4 map
         for the masks adds the finest level with 1x1 convs only (it is large).
-        With pixel votes the mask map carries four more channels: each pixel's
-        box vote (unit x0, y0, x1, y1).
+        With a match head the mask map carries the verifier's evidence channels
+        next; with pixel votes its last four channels are each pixel's box vote
+        (unit x0, y0, x1, y1).
         """
         x = self.lateral[3](features[3])
         for level in (2, 1):
@@ -136,6 +155,10 @@ class PerceptionDecoder(nn.Module):
         fine = self.lateral[0](features[0])
         fine = fine + F.interpolate(stride8, size=fine.shape[-2:], mode="bilinear", align_corners=False)
         mask_map = self.mask_features(fine)
+        if self.match_head is not None:
+            evidence = F.interpolate(self.evidence(stride8.detach()), size=fine.shape[-2:], mode="bilinear",
+                                     align_corners=False)
+            mask_map = torch.cat([mask_map, evidence], dim=1)
         if self.box_readout == "pixel_votes":
             distances = F.interpolate(F.softplus(self.box_votes(stride8)) * 0.1, size=fine.shape[-2:],
                                       mode="bilinear", align_corners=False)
@@ -146,26 +169,40 @@ class PerceptionDecoder(nn.Module):
         return memory, mask_map
 
     def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
-                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``.
 
         Queries do not attend to each other, so padding slots change nothing.
-        Returns boxes (B, K, 4) unit xyxy and mask logits (B, K, h, w).
+        Returns boxes (B, K, 4) unit xyxy, mask logits (B, K, h, w) and match
+        logits (B, K) (None without a match head).
         """
         query = self.query(hidden)
         for block in self.blocks:
             query = block(query, memory, memory)
-        return self.readout(self.norm_out(query), mask_map)
+        return self.readout(hidden, self.norm_out(query), mask_map)
 
-    def readout(self, query: torch.Tensor, mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attended queries (B, K, dim) -> (boxes (B, K, 4), mask logits (B, K, h, w))."""
-        features = mask_map if self.box_readout == "query" else mask_map[:, :-4]
+    def readout(self, hidden: torch.Tensor, query: torch.Tensor,
+                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Hidden states (B, K, H) and their attended queries (B, K, dim) -> (boxes, mask logits,
+        match logits or None)."""
+        features = mask_map[:, :self.dim // 2]
         logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
-        if self.box_readout == "query":
-            cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
-            return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1), logits
         weights = logits.flatten(2).softmax(dim=-1)
-        return torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2)), logits
+        if self.box_readout == "query":
+            boxes = self._query_box(query)
+        else:
+            boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
+        if self.match_head is None:
+            return boxes, logits, None
+        evidence = mask_map[:, self.dim // 2:self.dim // 2 + MATCH_EVIDENCE].flatten(2)
+        found = torch.einsum("bkp,bcp->bkc", weights.detach(), evidence)
+        intent = self.match_intent(hidden)
+        features = torch.cat([intent, found, self.match_found(intent) * found], dim=-1)
+        return boxes, logits, self.match_head(features).squeeze(-1)
+
+    def _query_box(self, query: torch.Tensor) -> torch.Tensor:
+        cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
+        return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
     @staticmethod
     def votes(mask_map: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,9 @@ Values that cross the interface:
   came from ``fork``; the cached image-prefix state stays as it was;
 - ``embeds``/``hidden``/``feedback``: opaque tensors of the engine;
 - ``logits``: float32 numpy (V,) of the last position;
-- ``perceive`` returns box (4,) unit xyxy and mask logits (h, w), numpy.
+- ``perceive`` returns box (4,) unit xyxy and mask logits (h, w), numpy, the
+  feedback embedding, and the match head's probability that the object is
+  what the token asked for (None for models without a match head).
 """
 
 from __future__ import annotations
@@ -79,6 +81,6 @@ class Engine:
         """Run the LLM on ``embeds`` after ``state``: (new state, last hidden (1,1,D), last logits (V,))."""
         raise NotImplementedError
 
-    def perceive(self, frame, hidden) -> tuple[np.ndarray, np.ndarray, Any]:
-        """Perception token hidden state -> (box (4,), mask logits (h,w), feedback embedding)."""
+    def perceive(self, frame, hidden) -> tuple[np.ndarray, np.ndarray, Any, float | None]:
+        """Perception token hidden state -> (box (4,), mask logits (h,w), feedback embedding, match probability)."""
         raise NotImplementedError

@@ -162,11 +162,14 @@ class OrtEngine(Engine):
         return LMState(out[2:], state.length + embeds.shape[1]), out[0][:, None], out[1][0]
 
     def perceive(self, frame, hidden):
-        feeds = {i["name"]: frame[i["name"]] for i in self.manifest["files"]["perception"]["inputs"][1:]}
+        graph = self.manifest["files"]["perception"]
+        feeds = {i["name"]: frame[i["name"]] for i in graph["inputs"][1:]}
         feeds["hidden"] = np.ascontiguousarray(hidden, np.float32)
-        boxes, logits, feedback = self._run("perception", ["boxes", "mask_logits", "feedback"], feeds)
-        boxes, logits, feedback = self._host(boxes), self._host(logits), self._host(feedback)
-        return boxes[0, 0], logits[0, 0], feedback
+        names = [o["name"] for o in graph["outputs"]]  # match_logits only with a match head
+        out = dict(zip(names, (self._host(value) for value in self._run("perception", names, feeds))))
+        match = out.get("match_logits")
+        return out["boxes"][0, 0], out["mask_logits"][0, 0], out["feedback"], \
+            None if match is None else float(1.0 / (1.0 + np.exp(-match[0, 0])))
 
 
 def default_threads() -> int:

@@ -90,9 +90,10 @@ class TorchEngine(Engine):
     @torch.inference_mode()
     def perceive(self, frame, hidden):
         model = self.model
-        box, mask_logits = model.perception_decoder(hidden, frame.memory, frame.mask_map)
+        box, mask_logits, match = model.perception_decoder(hidden, frame.memory, frame.mask_map)
         feedback = model.perception_encoder(box[0]).unsqueeze(1)
-        return box[0, 0].cpu().numpy(), mask_logits[0, 0].cpu().numpy(), feedback
+        return box[0, 0].cpu().numpy(), mask_logits[0, 0].cpu().numpy(), feedback, \
+            None if match is None else float(match[0, 0].sigmoid())
 
 
 def quantize_llm_dynamic(model) -> None:
