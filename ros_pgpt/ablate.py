@@ -75,6 +75,11 @@ DECODER_LABELS = ("PerceptionGPT decoder (query box head)", "+ attribute heads",
                   "+ decision pointer", "+ match head (pixel votes, no decision pointer)")
 
 
+# Where the match head refuses a first object in the ablation: the balanced point of its training loss
+# (the shipped default is lower, docs/MODEL.md); it changes nothing for variants without the head.
+MATCH_THRESHOLD = 0.5
+
+
 def fixed_counts(max_tokens: int) -> list[int]:
     """Counts that get their own fixed-count model: 4, M/4 and M (4, 16, 64 for M = 64)."""
     return sorted({min(4, max_tokens), max_tokens // 4, max_tokens})
@@ -117,7 +122,7 @@ def run_variant(base: Path, name: str, runs: Path, *, steps: int | None, samples
         print(f"[ablate] training {name}: {train_config.steps} steps", flush=True)
         train(model_config, train_config, run, resume=True, progress=False)
     report = run / "eval_report.json"
-    evaluate.main(["--checkpoint", str(run), "--samples", str(samples),
+    evaluate.main(["--checkpoint", str(run), "--samples", str(samples), "--match-threshold", str(MATCH_THRESHOLD),
                    "--tokens", ",".join(map(str, counts)), "--json", str(report)])
     record = json.loads(report.read_text())
     record["history"] = [json.loads(line) for line in (run / "eval_history.jsonl").read_text().splitlines()]
@@ -458,7 +463,8 @@ def write_report(records: dict, costs: dict, figures: list[str], path: Path, *, 
         "object on the decoder memory), then boxes read as the mask-weighted average of per-pixel box votes "
         "instead of an MLP on the query, then a pointer from the token that decides the answer to the first "
         "target's visual token or to a learned \"no match\" key; the last row replaces that pointer by a match "
-        "head that scores each decoded object against the prompt and refuses a first object below 0.5 "
+        "head that scores each decoded object against the prompt and refuses a first object below "
+        f"{MATCH_THRESHOLD} "
         "(docs/MODEL.md). "
         "Each row adds one step.",
         "",

@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=300, help="held-out scenes (4 prompts each)")
     parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M)")
     parser.add_argument("--seed", type=int, default=0, help="held-out split seed")
-    parser.add_argument("--match-threshold", type=float, default=0.5,
-                        help="models with a match head: refuse objects it scores below this (0 = keep all)")
+    parser.add_argument("--match-threshold", type=float, default=None,
+                        help="models with a match head: refuse a first object it scores below this "
+                             "(0 = keep all; default: the Predictor's)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="write the report as JSON (to FILE, or stdout)")
     args = parser.parse_args(argv)
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoints import default_checkpoint
 
     directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    predictor = Predictor.from_checkpoint(directory, match_threshold=args.match_threshold)
+    options = {} if args.match_threshold is None else {"match_threshold": args.match_threshold}
+    predictor = Predictor.from_checkpoint(directory, **options)
     maximum = predictor.max_visual_tokens
     counts = [int(t) for t in args.tokens.split(",")] if args.tokens else sorted({maximum // 4, maximum // 2, maximum})
     started = time.perf_counter()
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = checkpoint_metadata(directory)
     matching = predictor.model.perception_decoder.match_head is not None
     report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
-              "match_threshold": args.match_threshold if matching else None,
+              "match_threshold": predictor.match_threshold if matching else None,
               "max_visual_tokens": maximum, "train_steps": metadata.get("step"),
               "train_wall_s": metadata.get("train_wall_s"), "eval_wall_s": round(time.perf_counter() - started, 1),
               "results": results}

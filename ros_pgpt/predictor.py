@@ -23,6 +23,11 @@ from .modeling.grounding_model import GroundingModel
 from .transforms import Letterbox
 
 
+# Below this match probability a first object is refused. Chosen on a held-out split and on lone
+# objects (docs/MODEL.md): the head's scores run low on scenes with a single object.
+DEFAULT_MATCH_THRESHOLD = 0.2
+
+
 @dataclass
 class GroundedObject:
     phrase: str
@@ -81,7 +86,8 @@ class Predictor:
     """
 
     def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
-                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0, match_threshold: float = 0.5,
+                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0,
+                 match_threshold: float = DEFAULT_MATCH_THRESHOLD,
                  engine=None) -> None:
         if engine is None:
             if model is None:

@@ -11,7 +11,7 @@ from ros_pgpt.batching import encode_prompt, image_tensor
 from ros_pgpt.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.predictor import Predictor
+from ros_pgpt.predictor import DEFAULT_MATCH_THRESHOLD, Predictor
 from ros_pgpt.runtime import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.runtime.ort_backend import OrtEngine
 from ros_pgpt.runtime.parity import compare_predictors
@@ -130,7 +130,7 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
     predictor = predictors[backend]
     if not _has_match_head(predictor):
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
-    keep, refuse = None, None
+    keep, refuse, default = None, None, predictor.match_threshold
     try:
         for index, sample in enumerate(scenes(4, seed=2)):
             for query in sample.queries:
@@ -143,7 +143,7 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
             if refuse is not None:
                 break
     finally:
-        predictor.match_threshold = 0.5
+        predictor.match_threshold = default
     assert refuse is not None, "no prompt of the sample made the LLM name an object"
     assert keep.rejected == 0 and all(0.0 <= o.score <= 1.0 for o in keep.objects)
     assert refuse.objects == [] and refuse.rejected == 1 and refuse.answer == "none"
@@ -152,7 +152,7 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
         try:
             again = predictor.ground(None, query.prompt, boxes=query.input_boxes)
         finally:
-            predictor.match_threshold = 0.5
+            predictor.match_threshold = default
         assert [o.box for o in again.objects] == [o.box for o in keep.objects]
     # The refused <obj> was decoded and perceived: it is the answer's one token (no <eos> follows).
     assert refuse.answer_tokens == 1 and "perception" in refuse.timings
@@ -288,7 +288,7 @@ class ReferencePredictor:
             if token == ids.obj:
                 box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map)
                 score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
-                if match is not None and not objects and score < 0.5:  # a refused first object: "none"
+                if match is not None and not objects and score < DEFAULT_MATCH_THRESHOLD:  # refused: "none"
                     refused = True
                     break
                 objects.append((score, box[0, 0], mask_logits[0, 0]))

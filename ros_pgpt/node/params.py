@@ -53,7 +53,7 @@ PARAMS = (
           'int', 0, 1024, 1),
     Param('masks', True, 'compute masks for standing prompts (queries ask per request)', 'bool'),
     Param('score_threshold', 0.0, 'drop objects scoring below this (0..1)', 'double', 0.0, 1.0),
-    Param('match_threshold', 0.5, 'models with a match head: a first object it scores below this is refused and '
+    Param('match_threshold', 0.2, 'models with a match head: a first object it scores below this is refused and '
           'the answer is "none" (0 = keep every object the LLM names)', 'double', 0.0, 1.0, load_time=True),
     Param('max_image_age', 2.0, 'refuse latest-frame queries when the newest frame was received longer '
           'ago than this many seconds (0 = no limit)', 'double', 0.0, 86400.0),
