@@ -26,6 +26,10 @@ from .transforms import Letterbox
 # Below this match probability a first object is refused. Chosen on a held-out split and on lone
 # objects (docs/MODEL.md): the head's scores run low on scenes with a single object.
 DEFAULT_MATCH_THRESHOLD = 0.2
+# Mask logit above which a source pixel belongs to the object (-2: probability 0.12). The mask head is
+# trained on soft coverage targets of a stride-4 grid and runs under-confident at object edges; on a
+# held-out split (seed 1) mask mIoU peaked at -2 (0.547, against 0.515 at 0).
+DEFAULT_MASK_THRESHOLD = -2.0
 
 
 @dataclass
@@ -86,7 +90,7 @@ class Predictor:
     """
 
     def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
-                 max_answer_tokens: int | None = None, mask_threshold: float = 0.0,
+                 max_answer_tokens: int | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
                  match_threshold: float = DEFAULT_MATCH_THRESHOLD,
                  engine=None) -> None:
         if engine is None:

@@ -10,7 +10,7 @@ from ros_pgpt.batching import MAX_PROMPT_CHARS, collate, encode_prompt
 from ros_pgpt.build import build_model
 from ros_pgpt.config import ModelConfig, load_config
 from ros_pgpt.modeling.image_encoder import EfficientNetLite0Encoder
-from ros_pgpt.modeling.losses import dice_loss, generalized_box_iou
+from ros_pgpt.modeling.losses import box_iou, dice_loss, generalized_box_iou
 from ros_pgpt.modeling.perception import MATCH_EVIDENCE, PerceptionDecoder, PerceptionEncoder
 from ros_pgpt.modeling.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
 from ros_pgpt.transforms import Letterbox
@@ -367,3 +367,31 @@ def test_pixel_votes_box_follows_the_mask():
     assert torch.allclose(boxes[0, 0], torch.tensor([0.1, 0.1, 0.3, 0.3]), atol=1e-4)
     with pytest.raises(ValueError, match="box_readout"):
         PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="corners")
+
+
+def test_pixel_votes_box_reads_only_the_peaks_object_at_run_time():
+    """A mask spread over two objects: training reads the box from the whole softmax (so the box loss
+    can pull mass off the second object); at run time only the pixels voting like the peak count,
+    so the box lands on the peak's object and not between the two."""
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                box_readout="pixel_votes")
+    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    query = torch.randn(1, 1, 32)
+    direction = decoder.mask_embed(query)[0, 0].detach()
+    unit = (direction / direction.square().sum())[:, None, None]
+    mask_map = torch.zeros_like(mask_map)
+    peak_box, other_box = torch.tensor([0.1, 0.1, 0.3, 0.3]), torch.tensor([0.6, 0.6, 0.8, 0.8])
+    for rows, logit, box in ((slice(4, 8), 30.0, peak_box), (slice(20, 24), 29.5, other_box)):
+        mask_map[0, :-4, rows, rows] = logit * unit
+        mask_map[0, -4:, rows, rows] = box[:, None, None]
+    with torch.no_grad():
+        mixed = decoder.train().readout(query, query, mask_map)[0][0, 0]
+        read = decoder.eval().readout(query, query, mask_map)[0][0, 0]
+    assert 0.2 < float(mixed[0]) < 0.5  # the average of two boxes, on neither object
+    torch.testing.assert_close(read, peak_box, atol=1e-4, rtol=0)
+
+
+def test_box_iou_broadcasts():
+    boxes = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.0, 0.3, 0.2]])
+    iou = box_iou(boxes[:, None], boxes[None])
+    torch.testing.assert_close(iou, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]]))

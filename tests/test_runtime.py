@@ -11,7 +11,7 @@ from ros_pgpt.batching import encode_prompt, image_tensor
 from ros_pgpt.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.predictor import DEFAULT_MATCH_THRESHOLD, Predictor
+from ros_pgpt.predictor import DEFAULT_MASK_THRESHOLD, DEFAULT_MATCH_THRESHOLD, Predictor
 from ros_pgpt.runtime import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.runtime.ort_backend import OrtEngine
 from ros_pgpt.runtime.parity import compare_predictors
@@ -299,7 +299,7 @@ class ReferencePredictor:
             return [], text, [], []
         unit = torch.stack([o[1] for o in objects]).numpy()
         out_boxes = [tuple(float(v) for v in b) for b in letterbox.boxes_from_unit(unit)]
-        planes = letterbox.mask_logits_to_source(torch.stack([o[2] for o in objects]).numpy()) > 0.0
+        planes = letterbox.mask_logits_to_source(torch.stack([o[2] for o in objects]).numpy()) > DEFAULT_MASK_THRESHOLD
         return out_boxes, text, list(planes), [o[0] for o in objects]
 
 

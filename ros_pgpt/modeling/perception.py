@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d, box_fourier, sincos_2d
+from .losses import box_iou
 
 
 class PerceptionEncoder(nn.Module):
@@ -191,7 +192,11 @@ class PerceptionDecoder(nn.Module):
         if self.box_readout == "query":
             boxes = self._query_box(query)
         else:
-            boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
+            votes = self.votes(mask_map).flatten(2)
+            # In training the box loss sees the whole softmax, so it also pushes mask mass off other
+            # objects; at run time the box is read from the pixels that vote for the peak's object only.
+            box_weights = weights if self.training else _same_object(weights, logits.flatten(2), votes)
+            boxes = torch.einsum("bkp,bcp->bkc", box_weights, votes)
         if self.match_head is None:
             return boxes, logits, None
         evidence = mask_map[:, self.dim // 2:self.dim // 2 + MATCH_EVIDENCE].flatten(2)
@@ -208,6 +213,19 @@ class PerceptionDecoder(nn.Module):
     def votes(mask_map: torch.Tensor) -> torch.Tensor:
         """The per-pixel box votes (B, 4, h, w) of a pixel-votes mask map."""
         return mask_map[:, -4:]
+
+
+def _same_object(weights: torch.Tensor, logits: torch.Tensor, votes: torch.Tensor,
+                 agreement: float = 0.5) -> torch.Tensor:
+    """Mask weights (B, K, P) kept where a pixel's box vote (B, 4, P) overlaps the vote at the mask's
+    peak by IoU >= ``agreement``, renormalized: a mask that spills onto a second object would
+    otherwise average two boxes into one that lies on neither (an occluded object's separate
+    visible parts all vote for its one box, so they stay)."""
+    peak = logits.argmax(dim=-1)  # (B, K)
+    peak_votes = votes.transpose(1, 2).gather(1, peak.unsqueeze(-1).expand(-1, -1, 4))  # (B, K, 4)
+    iou = box_iou(votes.transpose(1, 2).unsqueeze(1), peak_votes.unsqueeze(2))  # (B, K, P)
+    kept = weights * (iou >= agreement)
+    return kept / kept.sum(dim=-1, keepdim=True)  # the peak always agrees with itself: never empty
 
 
 def _box_votes(distances: torch.Tensor) -> torch.Tensor:
