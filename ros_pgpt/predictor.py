@@ -170,8 +170,9 @@ class Predictor:
         frame = self._frame
         watch.lap("vision")
         engine = self.engine
-        encoded = encode_prompt(engine.tokenizer, engine.ids, prompt,
-                                frame.letterbox.boxes_to_unit(np.asarray(boxes, np.float32).reshape(-1, 4)))
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        _check_boxes(boxes, frame.letterbox)
+        encoded = encode_prompt(engine.tokenizer, engine.ids, prompt, frame.letterbox.boxes_to_unit(boxes))
         prefix = self._prefix(frame, count)
         objects, answer_ids, confidence, rejected = self._generate(frame, encoded, engine.fork(prefix), watch)
         # A refused first object is the model's "not found".
@@ -243,6 +244,17 @@ def _probability(logits: np.ndarray, token: int) -> float:
     shifted = logits.astype(np.float32) - logits.max()
     weights = np.exp(shifted)
     return float(weights[token] / weights.sum())
+
+
+def _check_boxes(boxes: np.ndarray, letterbox: Letterbox) -> None:
+    """Input boxes (source pixels) must be boxes that overlap the image."""
+    width, height = letterbox.source_width, letterbox.source_height
+    for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"input box {index} {(x0, y0, x1, y1)} is empty or inverted (needs x_max > x_min, "
+                             f"y_max > y_min)")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise ValueError(f"input box {index} {(x0, y0, x1, y1)} lies outside the {width}x{height} image")
 
 
 def _check_image(image: np.ndarray) -> None:

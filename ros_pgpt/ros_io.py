@@ -187,6 +187,20 @@ class Detection:
     mask: np.ndarray | None = None
 
 
+def boxes_from_flat(values) -> np.ndarray:
+    """A Query request's flat ``boxes`` (x_min, y_min, x_max, y_max per box, source pixels) -> (K, 4).
+
+    Raises ValueError with the reason when they cannot be boxes.
+    """
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.size % 4:
+        raise ValueError(f'boxes has {flat.size} values; it needs four per box (x_min, y_min, x_max, y_max)')
+    boxes = flat.reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        raise ValueError('boxes holds a NaN or infinite value')
+    return boxes  # the Predictor checks each box against the image
+
+
 def result_to_msg(result, header, *, score_threshold: float = 0.0, masks: bool = True,
                   extra_ms: dict | None = None):
     """GroundingResult -> ros_pgpt/GroundedObjectArray with ``header`` copied from the source image.

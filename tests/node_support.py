@@ -84,11 +84,11 @@ class NodeUnderTest:
         except TimeoutError as exc:
             raise TimeoutError(f'{exc}\n--- node output:\n{self.output()[-3000:]}') from None
 
-    def request(self, prompt: str, image=None, *, masks: bool = False, tokens: int = 0, frame_id: str = 'test_cam',
-                stamp=(0, 0)):
+    def request(self, prompt: str, image=None, *, masks: bool = False, tokens: int = 0, boxes=(),
+                frame_id: str = 'test_cam', stamp=(0, 0)):
         from ros_pgpt.node.query import build_request
 
-        req = build_request(prompt, image=image, masks=masks, tokens=tokens, frame_id=frame_id)
+        req = build_request(prompt, image=image, masks=masks, tokens=tokens, boxes=boxes, frame_id=frame_id)
         req.image.header.stamp.sec, req.image.header.stamp.nanosec = stamp
         return req
 

@@ -24,7 +24,8 @@ EXPECTED = {
         **{name: 'float' for name in TIMING_FIELDS}, 'frame_cached': 'boolean',
     },
     Query.Request: {
-        'prompt': 'string', 'image': 'sensor_msgs/Image', 'visual_tokens': 'uint16', 'masks': 'boolean',
+        'prompt': 'string', 'boxes': 'sequence<float>', 'image': 'sensor_msgs/Image', 'visual_tokens': 'uint16',
+        'masks': 'boolean',
     },
     Query.Response: {
         'success': 'boolean', 'message': 'string', 'result': 'ros_pgpt/GroundedObjectArray',

@@ -139,3 +139,12 @@ def test_image_files(tmp_path, rgb):
     assert np.array_equal(cv2.imread(str(path))[:, :, ::-1], rgb)
     with pytest.raises(ValueError, match='cannot read'):
         ros_io.read_image_file(tmp_path / 'missing.png')
+
+
+def test_boxes_from_flat():
+    boxes = ros_io.boxes_from_flat([1, 2, 30, 40, 5, 6, 70, 80])
+    assert boxes.shape == (2, 4) and boxes.dtype == np.float32 and boxes[1, 2] == 70
+    assert ros_io.boxes_from_flat([]).shape == (0, 4)
+    for values, words in (([1, 2, 3], 'four per box'), ([0, 0, np.inf, 1], 'infinite'), ([0, 0, np.nan, 1], 'NaN')):
+        with pytest.raises(ValueError, match=words):
+            ros_io.boxes_from_flat(values)

@@ -218,6 +218,43 @@ def test_bad_prompt(node, sample, prompt, words):
     good_query(node, sample)
 
 
+def test_boxes_in_the_prompt_reach_the_model(node):
+    """A "<box>" prompt with the request's boxes: the node answers exactly what the same model answers
+    in-process for those boxes. (The shipped model's answers barely depend on the box, docs/MODEL.md,
+    so the bad-box cases below show that the values arrive: a box outside the image is refused.)"""
+    from ros_pgpt.checkpoints import default_checkpoint
+    from ros_pgpt.runtime import create_predictor
+
+    local = create_predictor(default_checkpoint(), backend='auto')  # as the node resolves it
+    sample, query = next((s, q) for s in map(scene, range(20, 80)) for q in s.queries if q.kind == 'relation_box')
+    image, boxes = sample.scene.image, [tuple(b) for b in query.input_boxes]
+
+    def found(result):
+        return result.answer, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
+
+    response = node.query(query.prompt, image, boxes=boxes)
+    assert response.success, response.message
+    served = (response.result.answer, [np.round([o.x_min, o.y_min, o.x_max, o.y_max, o.score], 3).tolist()
+                                       for o in response.result.objects])
+    assert served == found(local.ground(image, query.prompt, boxes=boxes, masks=False))
+
+
+@pytest.mark.parametrize('prompt,boxes,words', [
+    ('what is in <box>?', [], ['1 <box> placeholders but 0 boxes']),
+    ('where is the red star?', [(10, 10, 50, 50)], ['0 <box> placeholders but 1 boxes']),
+    ('what is in <box>?', [(10, 10, 50)], ['3 values', 'four per box']),
+    ('what is in <box>?', [(10, 10, float('nan'), 50)], ['NaN']),
+    ('what is in <box>?', [(50, 10, 10, 50)], ['x_max > x_min']),
+    ('what is in <box>?', [(700, 10, 720, 50)], ['box 0', 'outside the 640x480 image']),
+])
+def test_bad_boxes(node, sample, prompt, boxes, words):
+    response = node.query(prompt, sample.scene.image, boxes=boxes)
+    assert not response.success
+    for word in words:
+        assert word in response.message, response.message
+    good_query(node, sample)
+
+
 @pytest.mark.parametrize('tokens', [65, 1000, 65535])
 def test_too_many_visual_tokens(node, sample, tokens):
     response = node.query('point to every shape', sample.scene.image, tokens=tokens)
@@ -350,6 +387,10 @@ def test_query_command_line(node, sample, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert '@ 500.000000000' in res.stdout
     assert read_image_file(tmp_path / 'ov2.png').shape == (480, 640, 3)
+    box = [str(v) for v in sample.scene.objects[0].box]
+    res = subprocess.run(base + ['what is in <box>?', '--image', str(image_file), '--box', *box],
+                         env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "prompt: 'what is in <box>?'" in res.stdout, res.stdout + res.stderr
     res = subprocess.run(base + ['   ', '--image', str(image_file)], env=node.env, cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and 'the prompt is empty' in res.stderr

@@ -94,6 +94,10 @@ def test_predictor_api_is_the_same_on_every_backend(predictors):
         assert not result.frame_cached
         for obj in result.objects:
             assert obj.mask.shape == sample.scene.image.shape[:2] and obj.mask.dtype == bool
+        height, width = sample.scene.image.shape[:2]
+        for box, words in (((width + 5, 0, width + 20, 10), "outside"), ((30, 30, 10, 40), "inverted")):
+            with pytest.raises(ValueError, match=words):
+                predictor.ground(None, "what is in <box>?", boxes=[box])
 
 
 def _agree(reference, candidate, shape):

@@ -337,6 +337,10 @@ class PerceptionNode(_BaseNode):
         if len(prompt) > limit:
             return self._fault('prompt', f'the prompt has {len(prompt)} characters; the limit is {limit} '
                                          f'(parameter max_prompt_chars)')
+        try:
+            boxes = ros_io.boxes_from_flat(request.boxes)
+        except ValueError as exc:
+            return self._fault('boxes', str(exc))
         maximum = self._predictor.max_visual_tokens
         tokens = int(request.visual_tokens) or int(self._p('visual_tokens')) or maximum
         if tokens > maximum:
@@ -356,7 +360,7 @@ class PerceptionNode(_BaseNode):
         else:
             source = request.image
         try:
-            future = self._worker.submit_query(lambda: self._run_query(request, source, tokens, t0))
+            future = self._worker.submit_query(lambda: self._run_query(request, source, tokens, boxes, t0))
         except Busy as exc:
             return self._fault('busy', str(exc))
         try:
@@ -366,7 +370,7 @@ class PerceptionNode(_BaseNode):
         except Busy as exc:
             return self._fault('busy', str(exc))
 
-    def _run_query(self, request, source, tokens: int, t0: float):
+    def _run_query(self, request, source, tokens: int, boxes, t0: float):
         from ros_pgpt.srv import Query
 
         predictor = self._predictor
@@ -384,7 +388,8 @@ class PerceptionNode(_BaseNode):
             return self._fault(exc.kind, f'{where}: {exc}')
         convert_ms = (time.perf_counter() - tc) * 1e3
         try:
-            result = predictor.ground(rgb, request.prompt, visual_tokens=tokens, masks=request.masks, key=key)
+            result = predictor.ground(rgb, request.prompt, visual_tokens=tokens, masks=request.masks, boxes=boxes,
+                                      key=key)
         except ValueError as exc:
             return self._fault('model_input', str(exc))
         except Exception as exc:  # noqa: BLE001 - keep serving; report it

@@ -3,6 +3,7 @@
     ros-pgpt query "where is the red star?"                   # on the latest camera frame
     ros-pgpt query "every circle" --image scene.png --masks --save overlay.png
     ros-pgpt query "the small blue square" --tokens 16 --timeout 30
+    ros-pgpt query "what is in <box>?" --box 100 80 220 200    # a region of the image, in pixels
 
 Exit status: 0 success, 1 the node answered success=false (message printed),
 3 no service / no answer within --timeout.
@@ -100,11 +101,14 @@ class QueryClient:
             rclpy.try_shutdown(context=self.context)
 
 
-def build_request(prompt: str, *, image=None, masks: bool = False, tokens: int = 0, frame_id: str = 'image'):
+def build_request(prompt: str, *, image=None, masks: bool = False, tokens: int = 0, boxes=(),
+                  frame_id: str = 'image'):
+    """A Query request; ``boxes`` (x_min, y_min, x_max, y_max in pixels) fill the prompt's "<box>"s."""
     from ros_pgpt.ros_io import rgb_to_image_msg
     from ros_pgpt.srv import Query
 
-    request = Query.Request(prompt=prompt, visual_tokens=int(tokens), masks=bool(masks))
+    request = Query.Request(prompt=prompt, visual_tokens=int(tokens), masks=bool(masks),
+                            boxes=[float(v) for box in boxes for v in box])
     if image is not None:
         request.image = rgb_to_image_msg(image, 'rgb8')
         request.image.header.frame_id = frame_id
@@ -118,6 +122,9 @@ def main(argv=None) -> int:
     parser.add_argument('prompt', help='what to find, e.g. "where is the red star?"')
     parser.add_argument('--image', metavar='FILE', help='ground this image file instead of the latest camera frame')
     parser.add_argument('--masks', action='store_true', help='ask for pixel masks')
+    parser.add_argument('--box', nargs=4, type=float, action='append', default=[],
+                        metavar=('X_MIN', 'Y_MIN', 'X_MAX', 'Y_MAX'),
+                        help='a box in image pixels for the next "<box>" in the prompt (repeat per box)')
     parser.add_argument('--tokens', type=int, default=0, metavar='N', help='visual tokens (0 = node default)')
     parser.add_argument('--save', metavar='PNG', help='write an overlay (boxes, masks, phrases) to this file')
     parser.add_argument('--timeout', type=float, default=30.0, metavar='S',
@@ -142,7 +149,7 @@ def main(argv=None) -> int:
             return 3
         if overlay_topic:
             client.spin(0.5)  # let the overlay subscription match
-        request = build_request(args.prompt, image=image, masks=args.masks, tokens=args.tokens)
+        request = build_request(args.prompt, image=image, masks=args.masks, tokens=args.tokens, boxes=args.box)
         response, ms = client.call(request, args.timeout)
         if response is None:
             print(f'ros-pgpt query: no answer from {args.service} within {args.timeout:g} s', file=sys.stderr)
