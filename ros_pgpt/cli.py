@@ -27,6 +27,7 @@ COMMANDS = {
     'ablate': ('ros_pgpt.ablate:main', 'train and compare the ablation variants; writes docs/RESULTS.md + plots'),
     'bench': ('ros_pgpt.bench:main', 'end-to-end query latency per backend, stage and token count'),
     'demo': ('ros_pgpt.demo:main', 'run the demo: node + sample bag replay + queries, overlays in demo_output/'),
+    'diagnose': ('ros_pgpt.diagnose:main', 'where a checkpoint fails: outcome of each held-out prompt by family'),
     'eval': ('ros_pgpt.evaluate:main', 'evaluate a checkpoint on held-out scenes'),
     'export': ('ros_pgpt.export.onnx_export:main', 'export a checkpoint to ONNX (+int8 LLM, +TensorRT engines) with a manifest'),
     'info': ('ros_pgpt.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),

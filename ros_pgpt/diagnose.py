@@ -1,0 +1,125 @@
+"""Where a checkpoint fails: ``ros-pgpt diagnose [--checkpoint DIR] [--samples N] [--seed S] [--json]``.
+
+Every single-object prompt of the held-out split (the scenes ``ros-pgpt eval``
+uses) gets one outcome for its first object:
+
+- ``right``: box IoU with the target >= 0.5 (what Acc@0.5 counts);
+- ``other_object``: IoU >= 0.5 with another object of the scene (a wrong pick);
+- ``loose``: on the target, but at IoU 0.1-0.5;
+- ``off``: on no object (the box of neither the target nor another object);
+- ``none``: no object (the LLM answered "none" or the match head refused).
+
+Outcomes are counted per prompt family (attributes only, a superlative such as
+"the leftmost red object", a relation to another object, a relation to an input
+box); mask IoU is reported on the right picks alone, and plural answers by
+whether they hold too few or too many objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .data.scenes import POSITION_WORDS, RELATION_WORDS
+from .evaluate import held_out_samples
+from .metrics import box_iou, mask_iou
+
+OUTCOMES = ("right", "other_object", "loose", "off", "none")
+FAMILIES = ("attribute", "superlative", "relation", "relation_box")
+
+
+def prompt_family(query) -> str:
+    if query.kind == "relation_box":
+        return "relation_box"
+    if any(word in query.phrase for word in RELATION_WORDS):
+        return "relation"
+    if any(word in query.phrase for word in POSITION_WORDS):
+        return "superlative"
+    return "attribute"
+
+
+def single_outcome(scene, query, result) -> tuple[str, float | None]:
+    """(outcome, mask IoU with the target when the pick is right, else None)."""
+    if not result.objects:
+        return "none", None
+    first = result.objects[0]
+    ious = [box_iou(first.box, obj.box) for obj in scene.objects]
+    target = query.targets[0]
+    if ious[target] >= 0.5:
+        mask = mask_iou(first.mask, scene.objects[target].mask) if first.mask is not None else None
+        return "right", mask
+    if max(iou for index, iou in enumerate(ious) if index != target) >= 0.5:
+        return "other_object", None
+    return ("loose" if ious[target] >= 0.1 else "off"), None
+
+
+def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None) -> dict:
+    families = {family: Counter() for family in FAMILIES}
+    right_masks: list[float] = []
+    plural = Counter()
+    for index, sample in held_out_samples(samples, seed=seed):
+        predictor.set_image(sample.scene.image, key=("diagnose", index))
+        for query in sample.queries:
+            if query.kind not in ("single", "relation_box", "plural"):
+                continue
+            result = predictor.ground(None, query.prompt, visual_tokens=visual_tokens, boxes=query.input_boxes,
+                                      masks=query.kind != "plural")
+            if query.kind == "plural":
+                found, wanted = len(result.objects), len(query.targets)
+                plural["prompts"] += 1
+                plural["too_few"] += found < wanted
+                plural["too_many"] += found > wanted
+                continue
+            outcome, mask = single_outcome(sample.scene, query, result)
+            families[prompt_family(query)][outcome] += 1
+            if mask is not None:
+                right_masks.append(mask)
+    totals = sum(families.values(), Counter())
+    return {
+        "samples": samples, "seed": seed, "visual_tokens": visual_tokens or predictor.max_visual_tokens,
+        "match_threshold": predictor.match_threshold,
+        "single": {outcome: totals[outcome] for outcome in OUTCOMES} | {"prompts": sum(totals.values())},
+        "by_family": {family: {outcome: counts[outcome] for outcome in OUTCOMES}
+                      for family, counts in families.items()},
+        "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
+                                "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
+        "plural": dict(plural),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import default_checkpoint
+    from .predictor import Predictor
+
+    parser = argparse.ArgumentParser(prog="ros-pgpt diagnose", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
+    parser.add_argument("--samples", type=int, default=100, help="held-out scenes (4 prompts each)")
+    parser.add_argument("--seed", type=int, default=0, help="held-out split seed (as ros-pgpt eval)")
+    parser.add_argument("--tokens", type=int, default=None, help="visual tokens (default: the model's maximum)")
+    parser.add_argument("--match-threshold", type=float, default=None,
+                        help="refuse a first object the match head scores below this (default: the Predictor's)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    options = {} if args.match_threshold is None else {"match_threshold": args.match_threshold}
+    report = diagnose(Predictor.from_checkpoint(directory, **options), samples=args.samples, seed=args.seed,
+                      visual_tokens=args.tokens)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    single = report["single"]
+    print(f"single-object prompts: {single['prompts']}  " + "  ".join(f"{o}={single[o]}" for o in OUTCOMES))
+    for family, counts in report["by_family"].items():
+        print(f"  {family:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
+    print(f"mask IoU when right: {report['mask_iou_when_right']}")
+    print(f"plural prompts: {report['plural']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""``ros-pgpt diagnose``: each single-object answer lands in exactly one outcome."""
+from ros_pgpt.checkpoints import default_checkpoint
+from ros_pgpt.data import SceneGenerator
+from ros_pgpt.diagnose import OUTCOMES, diagnose, prompt_family, single_outcome
+from ros_pgpt.evaluate import held_out_samples
+from ros_pgpt.metrics import box_iou
+from ros_pgpt.predictor import GroundedObject, GroundingResult, Predictor
+
+
+def _answer(*boxes, mask=None):
+    objects = [GroundedObject(phrase="x", score=1.0, box=box, mask=mask) for box in boxes]
+    return GroundingResult(prompt="p", answer="", objects=objects, visual_tokens=64, frame_cached=False)
+
+
+def test_outcomes_of_a_first_object():
+    sample = next(s for s in (SceneGenerator(resolutions=[(640, 480)]).sample(i) for i in range(50))
+                  if len(s.scene.objects) >= 2 and any(q.kind == "single" for q in s.queries))
+    scene, query = sample.scene, next(q for q in sample.queries if q.kind == "single")
+    target = scene.objects[query.targets[0]]
+    other = next(o for i, o in enumerate(scene.objects) if i != query.targets[0])
+    x0, y0, x1, y1 = target.box
+    assert single_outcome(scene, query, _answer(target.box, mask=target.mask)) == ("right", 1.0)
+    assert single_outcome(scene, query, _answer(other.box, target.box))[0] == "other_object"  # the first counts
+    half = (x0 + (x1 - x0) * 0.6, y0, x1 + (x1 - x0) * 0.6, y1)  # IoU 0.25 with the target
+    covers_another = any(box_iou(half, o.box) >= 0.5 for o in scene.objects)
+    assert single_outcome(scene, query, _answer(half))[0] == ("other_object" if covers_another else "loose")
+    assert single_outcome(scene, query, _answer((-50.0, -50.0, -40.0, -40.0)))[0] == "off"
+    assert single_outcome(scene, query, _answer()) == ("none", None)
+
+
+def test_prompt_families():
+    kinds = {prompt_family(q) for _, s in held_out_samples(60) for q in s.queries
+             if q.kind in ("single", "relation_box")}
+    assert kinds == {"attribute", "superlative", "relation", "relation_box"}
+
+
+def test_report_counts_every_prompt_once():
+    predictor = Predictor.from_checkpoint(default_checkpoint())
+    report = diagnose(predictor, samples=6, seed=3)
+    expected = sum(q.kind in ("single", "relation_box") for _, s in held_out_samples(6, seed=3) for q in s.queries)
+    assert report["single"]["prompts"] == expected == sum(report["single"][o] for o in OUTCOMES)
+    assert sum(sum(family.values()) for family in report["by_family"].values()) == expected
+    assert report["single"]["right"] > 0, "the trained default checkpoint finds some targets"
+    assert 0.0 < report["mask_iou_when_right"]["mean"] <= 1.0
+    assert report["plural"]["prompts"] >= report["plural"]["too_few"] + report["plural"]["too_many"]
