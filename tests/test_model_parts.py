@@ -395,3 +395,30 @@ def test_box_iou_broadcasts():
     boxes = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.0, 0.3, 0.2]])
     iou = box_iou(boxes[:, None], boxes[None])
     torch.testing.assert_close(iou, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]]))
+
+
+@pytest.mark.parametrize("preferred", [0, 1])
+def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
+    """A mask over two objects, the first holding slightly more of it: the match head's choice wins
+    (its log share costs it little), the box and match logit are that object's, and the mask drops
+    the other object's pixels."""
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                box_readout="pixel_votes", match_head=True).eval()
+    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    query = torch.randn(1, 1, 32)
+    direction = decoder.mask_embed(query)[0, 0].detach()
+    unit = (direction / direction.square().sum())[:, None, None]
+    mask_map = torch.zeros_like(mask_map)
+    places, boxes = (slice(4, 8), slice(20, 24)), torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]])
+    for rows, logit, box in zip(places, (30.0, 29.5), boxes):
+        mask_map[0, :16, rows, rows] = logit * unit
+        mask_map[0, -4:, rows, rows] = box[:, None, None]
+    liked = torch.zeros(32, 32)
+    liked[places[preferred], places[preferred]] = 1.0
+    decoder._match = lambda intent, weights, _: 10 * (weights * liked.flatten()).sum(-1)  # noqa: E731
+    with torch.no_grad():
+        box, logits, match = decoder.readout(torch.randn(1, 1, 64), query, mask_map)
+    torch.testing.assert_close(box[0, 0], boxes[preferred], atol=1e-4, rtol=0)
+    assert float(match[0, 0]) == pytest.approx(10.0, abs=1e-3)
+    other = places[1 - preferred]
+    assert (logits[0, 0, other, other] <= -20).all() and (logits[0, 0, places[preferred], places[preferred]] > 29).all()

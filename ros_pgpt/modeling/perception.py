@@ -91,6 +91,14 @@ class _CrossAttentionBlock(nn.Module):
 
 BOX_READOUTS = ("query", "pixel_votes")
 MATCH_EVIDENCE = 32  # mask-map channels the match head reads
+# Run-time readout with pixel votes (docs/MODEL.md): pixels whose box votes overlap by this IoU show
+# one object; up to CANDIDATES objects under a mask, each holding at least MIN_CANDIDATE_MASS of its
+# softmax, are ranked by match logit + CANDIDATE_MASS_WEIGHT * log(share); chosen on held-out seed 1.
+VOTE_AGREEMENT = 0.5
+CANDIDATES = 4
+MIN_CANDIDATE_MASS = 0.02
+CANDIDATE_MASS_WEIGHT = 0.5
+OTHER_OBJECT_LOGIT = -20.0  # a candidate's mask logits on the other candidates' pixels (off at any threshold)
 
 
 class PerceptionDecoder(nn.Module):
@@ -189,21 +197,57 @@ class PerceptionDecoder(nn.Module):
         features = mask_map[:, :self.dim // 2]
         logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
         weights = logits.flatten(2).softmax(dim=-1)
+        intent = None if self.match_head is None else self.match_intent(hidden)
+        if self.box_readout == "pixel_votes" and not self.training:
+            votes = self.votes(mask_map).flatten(2)
+            if intent is None:
+                return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
+                    logits, None
+            return self._pick_candidate(intent, logits, weights, votes, mask_map)
+        # Training reads the box from the whole softmax, so the box loss also pushes mask mass off
+        # other objects.
         if self.box_readout == "query":
             boxes = self._query_box(query)
         else:
-            votes = self.votes(mask_map).flatten(2)
-            # In training the box loss sees the whole softmax, so it also pushes mask mass off other
-            # objects; at run time the box is read from the pixels that vote for the peak's object only.
-            box_weights = weights if self.training else _same_object(weights, logits.flatten(2), votes)
-            boxes = torch.einsum("bkp,bcp->bkc", box_weights, votes)
-        if self.match_head is None:
-            return boxes, logits, None
+            boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
+        return boxes, logits, None if intent is None else self._match(intent, weights, mask_map)
+
+    def _match(self, intent: torch.Tensor, weights: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
+        """Match logits (B, K) of the objects that ``weights`` (B, K, P) pool the evidence channels under."""
         evidence = mask_map[:, self.dim // 2:self.dim // 2 + MATCH_EVIDENCE].flatten(2)
         found = torch.einsum("bkp,bcp->bkc", weights.detach(), evidence)
-        intent = self.match_intent(hidden)
-        features = torch.cat([intent, found, self.match_found(intent) * found], dim=-1)
-        return boxes, logits, self.match_head(features).squeeze(-1)
+        return self.match_head(torch.cat([intent, found, self.match_found(intent) * found], dim=-1)).squeeze(-1)
+
+    def _pick_candidate(self, intent, logits, weights, votes, mask_map):
+        """Run-time readout with pixel votes and a match head: the object a mask holds most is not
+        always the one the prompt asks for, so each of the objects it holds (the pixels voting like a
+        peak, strongest first) is scored by the match head plus the log of its share of the mask,
+        and the best is read out. Its mask drops the pixels of the other objects held."""
+        flat = logits.flatten(2)
+        free = torch.ones_like(weights, dtype=torch.bool)
+        owners = torch.full_like(flat, -1.0)  # which candidate each pixel votes for (-1: none)
+        best = None
+        for index in range(CANDIDATES):
+            peak = flat.masked_fill(~free, float("-inf")).argmax(dim=-1)
+            agree = _agrees_with(votes, peak) & free
+            mass = (weights * agree).sum(dim=-1)
+            kept = weights * agree / mass.clamp(min=1e-12).unsqueeze(-1)
+            box = torch.einsum("bkp,bcp->bkc", kept, votes)
+            match = self._match(intent, kept, mask_map)
+            score = match + CANDIDATE_MASS_WEIGHT * mass.clamp(min=1e-12).log()
+            valid = mass >= MIN_CANDIDATE_MASS
+            owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, float(index)), owners)
+            if best is None:  # the peak's object always counts
+                best = (score, box, match, torch.zeros_like(mass))
+            else:
+                better = valid & (score > best[0])
+                best = tuple(torch.where(better.unsqueeze(-1) if old.dim() == 3 else better, new, old)
+                             for old, new in zip(best, (score, box, match, torch.full_like(mass, float(index)))))
+            free = free & ~agree
+        _, box, match, chosen = best
+        others = (owners >= 0) & (owners != chosen.unsqueeze(-1))
+        masked = torch.where(others, torch.minimum(flat, torch.full_like(flat, OTHER_OBJECT_LOGIT)), flat)
+        return box, masked.view_as(logits), match
 
     def _query_box(self, query: torch.Tensor) -> torch.Tensor:
         cx, cy, w, h = self.box_head(query).sigmoid().unbind(-1)
@@ -215,16 +259,18 @@ class PerceptionDecoder(nn.Module):
         return mask_map[:, -4:]
 
 
-def _same_object(weights: torch.Tensor, logits: torch.Tensor, votes: torch.Tensor,
-                 agreement: float = 0.5) -> torch.Tensor:
-    """Mask weights (B, K, P) kept where a pixel's box vote (B, 4, P) overlaps the vote at the mask's
-    peak by IoU >= ``agreement``, renormalized: a mask that spills onto a second object would
-    otherwise average two boxes into one that lies on neither (an occluded object's separate
-    visible parts all vote for its one box, so they stay)."""
-    peak = logits.argmax(dim=-1)  # (B, K)
-    peak_votes = votes.transpose(1, 2).gather(1, peak.unsqueeze(-1).expand(-1, -1, 4))  # (B, K, 4)
-    iou = box_iou(votes.transpose(1, 2).unsqueeze(1), peak_votes.unsqueeze(2))  # (B, K, P)
-    kept = weights * (iou >= agreement)
+def _agrees_with(votes: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
+    """(B, K, P) bool: where a pixel's box vote (votes (B, 4, P)) overlaps the vote at ``pixel`` (B, K)
+    by IoU >= ``VOTE_AGREEMENT``, i.e. the pixels of the same object (an occluded object's separate
+    visible parts all vote for its one box, so they agree too)."""
+    pixel_votes = votes.transpose(1, 2).gather(1, pixel.unsqueeze(-1).expand(-1, -1, 4))  # (B, K, 4)
+    return box_iou(votes.transpose(1, 2).unsqueeze(1), pixel_votes.unsqueeze(2)) >= VOTE_AGREEMENT
+
+
+def _same_object(weights: torch.Tensor, logits: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:
+    """Mask weights (B, K, P) kept on the mask peak's object, renormalized: a mask that spills onto a
+    second object would otherwise average two boxes into one that lies on neither."""
+    kept = weights * _agrees_with(votes, logits.argmax(dim=-1))
     return kept / kept.sum(dim=-1, keepdim=True)  # the peak always agrees with itself: never empty
 
 
