@@ -108,7 +108,9 @@ class PerceptionDecoder(nn.Module):
     MLP (PerceptionGPT); "pixel_votes" has every stride-4 pixel predict the box
     of the object under it (query-independent, trained densely on all objects)
     and reads a query's box as the vote averaged under its mask's softmax, so a
-    box is as good as the mask that selects it.
+    box is as good as the mask that selects it. In eval mode only one object's
+    pixels are averaged: the mask peak's, or with a match head the best-matching
+    of the objects under the mask.
 
     ``match_head``: a verifier that compares what the token asks for (its
     hidden state) with what its mask found (evidence channels of the mask map
