@@ -21,12 +21,11 @@ import argparse
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from .data.scenes import POSITION_WORDS, RELATION_WORDS
-from .evaluate import held_out_samples
+from .evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from .metrics import box_iou, mask_iou
 
 OUTCOMES = ("right", "other_object", "loose", "off", "none")
@@ -93,22 +92,13 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoints import default_checkpoint
-    from .predictor import Predictor
-
     parser = argparse.ArgumentParser(prog="ros-pgpt diagnose", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--samples", type=int, default=100, help="held-out scenes (4 prompts each)")
-    parser.add_argument("--seed", type=int, default=0, help="held-out split seed (as ros-pgpt eval)")
+    add_held_out_arguments(parser, samples=100)
     parser.add_argument("--tokens", type=int, default=None, help="visual tokens (default: the model's maximum)")
-    parser.add_argument("--match-threshold", type=float, default=None,
-                        help="refuse a first object the match head scores below this (default: the Predictor's)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    options = {} if args.match_threshold is None else {"match_threshold": args.match_threshold}
-    report = diagnose(Predictor.from_checkpoint(directory, **options), samples=args.samples, seed=args.seed,
-                      visual_tokens=args.tokens)
+    _, predictor = predictor_from_arguments(args)
+    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

@@ -123,26 +123,36 @@ def evaluate_model(model, *, samples: int, token_counts: list[int], seed: int = 
     return results[str(token_counts[0])] if len(token_counts) == 1 else results
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .predictor import Predictor
-
-    parser = argparse.ArgumentParser(prog="ros-pgpt eval", description=__doc__.split("\n\n")[0])
+def add_held_out_arguments(parser: argparse.ArgumentParser, *, samples: int) -> None:
+    """--checkpoint, --samples, --seed and --match-threshold: what evaluates which model on which scenes."""
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--samples", type=int, default=300, help="held-out scenes (4 prompts each)")
-    parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M)")
+    parser.add_argument("--samples", type=int, default=samples, help="held-out scenes (4 prompts each)")
     parser.add_argument("--seed", type=int, default=0, help="held-out split seed")
     parser.add_argument("--match-threshold", type=float, default=None,
                         help="models with a match head: refuse a first object it scores below this "
                              "(0 = keep all; default: the Predictor's)")
+
+
+def predictor_from_arguments(args: argparse.Namespace):
+    """(checkpoint directory, Predictor) for the arguments of ``add_held_out_arguments``."""
+    from .checkpoints import default_checkpoint
+    from .predictor import Predictor
+
+    directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    options = {} if args.match_threshold is None else {"match_threshold": args.match_threshold}
+    return directory, Predictor.from_checkpoint(directory, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ros-pgpt eval", description=__doc__.split("\n\n")[0])
+    add_held_out_arguments(parser, samples=300)
+    parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="write the report as JSON (to FILE, or stdout)")
     args = parser.parse_args(argv)
     from .build import checkpoint_metadata
-    from .checkpoints import default_checkpoint
 
-    directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    options = {} if args.match_threshold is None else {"match_threshold": args.match_threshold}
-    predictor = Predictor.from_checkpoint(directory, **options)
+    directory, predictor = predictor_from_arguments(args)
     maximum = predictor.max_visual_tokens
     counts = [int(t) for t in args.tokens.split(",")] if args.tokens else sorted({maximum // 4, maximum // 2, maximum})
     started = time.perf_counter()

@@ -369,26 +369,36 @@ def test_pixel_votes_box_follows_the_mask():
         PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="corners")
 
 
+TWO_PLACES = (slice(4, 8), slice(20, 24))  # two square objects on the 32x32 mask grid
+TWO_BOXES = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]])
+
+
+def _two_objects(decoder):
+    """(query (1, 1, dim), mask map) where the query's mask logit is 30 on the first object and 29.5 on
+    the second, and each object's pixels vote for its box (TWO_BOXES)."""
+    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    query = torch.randn(1, 1, decoder.dim)
+    direction = decoder.mask_embed(query)[0, 0].detach()
+    unit = (direction / direction.square().sum())[:, None, None]
+    mask_map = torch.zeros_like(mask_map)
+    for rows, logit, box in zip(TWO_PLACES, (30.0, 29.5), TWO_BOXES):
+        mask_map[0, :decoder.dim // 2, rows, rows] = logit * unit
+        mask_map[0, -4:, rows, rows] = box[:, None, None]
+    return query, mask_map
+
+
 def test_pixel_votes_box_reads_only_the_peaks_object_at_run_time():
     """A mask spread over two objects: training reads the box from the whole softmax (so the box loss
     can pull mass off the second object); at run time only the pixels voting like the peak count,
     so the box lands on the peak's object and not between the two."""
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
                                 box_readout="pixel_votes")
-    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
-    query = torch.randn(1, 1, 32)
-    direction = decoder.mask_embed(query)[0, 0].detach()
-    unit = (direction / direction.square().sum())[:, None, None]
-    mask_map = torch.zeros_like(mask_map)
-    peak_box, other_box = torch.tensor([0.1, 0.1, 0.3, 0.3]), torch.tensor([0.6, 0.6, 0.8, 0.8])
-    for rows, logit, box in ((slice(4, 8), 30.0, peak_box), (slice(20, 24), 29.5, other_box)):
-        mask_map[0, :-4, rows, rows] = logit * unit
-        mask_map[0, -4:, rows, rows] = box[:, None, None]
+    query, mask_map = _two_objects(decoder)
     with torch.no_grad():
         mixed = decoder.train().readout(query, query, mask_map)[0][0, 0]
         read = decoder.eval().readout(query, query, mask_map)[0][0, 0]
     assert 0.2 < float(mixed[0]) < 0.5  # the average of two boxes, on neither object
-    torch.testing.assert_close(read, peak_box, atol=1e-4, rtol=0)
+    torch.testing.assert_close(read, TWO_BOXES[0], atol=1e-4, rtol=0)
 
 
 def test_box_iou_broadcasts():
@@ -404,21 +414,13 @@ def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
     the other object's pixels."""
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
                                 box_readout="pixel_votes", match_head=True).eval()
-    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
-    query = torch.randn(1, 1, 32)
-    direction = decoder.mask_embed(query)[0, 0].detach()
-    unit = (direction / direction.square().sum())[:, None, None]
-    mask_map = torch.zeros_like(mask_map)
-    places, boxes = (slice(4, 8), slice(20, 24)), torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]])
-    for rows, logit, box in zip(places, (30.0, 29.5), boxes):
-        mask_map[0, :16, rows, rows] = logit * unit
-        mask_map[0, -4:, rows, rows] = box[:, None, None]
+    query, mask_map = _two_objects(decoder)
     liked = torch.zeros(32, 32)
-    liked[places[preferred], places[preferred]] = 1.0
+    liked[TWO_PLACES[preferred], TWO_PLACES[preferred]] = 1.0  # the match head likes that object's pixels
     decoder._match = lambda intent, weights, _: 10 * (weights * liked.flatten()).sum(-1)  # noqa: E731
     with torch.no_grad():
         box, logits, match = decoder.readout(torch.randn(1, 1, 64), query, mask_map)
-    torch.testing.assert_close(box[0, 0], boxes[preferred], atol=1e-4, rtol=0)
+    torch.testing.assert_close(box[0, 0], TWO_BOXES[preferred], atol=1e-4, rtol=0)
     assert float(match[0, 0]) == pytest.approx(10.0, abs=1e-3)
-    other = places[1 - preferred]
-    assert (logits[0, 0, other, other] <= -20).all() and (logits[0, 0, places[preferred], places[preferred]] > 29).all()
+    kept, dropped = TWO_PLACES[preferred], TWO_PLACES[1 - preferred]
+    assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 29).all()

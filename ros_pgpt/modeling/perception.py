@@ -227,27 +227,25 @@ class PerceptionDecoder(nn.Module):
         and the best is read out. Its mask drops the pixels of the other objects held."""
         flat = logits.flatten(2)
         free = torch.ones_like(weights, dtype=torch.bool)
-        owners = torch.full_like(flat, -1.0)  # which candidate each pixel votes for (-1: none)
-        best = None
+        owners = torch.full_like(flat, -1, dtype=torch.long)  # which candidate each pixel votes for (-1: none)
+        scores, boxes, matches = [], [], []
         for index in range(CANDIDATES):
             peak = flat.masked_fill(~free, float("-inf")).argmax(dim=-1)
             agree = _agrees_with(votes, peak) & free
             mass = (weights * agree).sum(dim=-1)
             kept = weights * agree / mass.clamp(min=1e-12).unsqueeze(-1)
-            box = torch.einsum("bkp,bcp->bkc", kept, votes)
             match = self._match(intent, kept, mask_map)
-            score = match + CANDIDATE_MASS_WEIGHT * mass.clamp(min=1e-12).log()
             valid = mass >= MIN_CANDIDATE_MASS
-            owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, float(index)), owners)
-            if best is None:  # the peak's object always counts
-                best = (score, box, match, torch.zeros_like(mass))
-            else:
-                better = valid & (score > best[0])
-                best = tuple(torch.where(better.unsqueeze(-1) if old.dim() == 3 else better, new, old)
-                             for old, new in zip(best, (score, box, match, torch.full_like(mass, float(index)))))
+            owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
+            score = match + CANDIDATE_MASS_WEIGHT * mass.clamp(min=1e-12).log()
+            scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
+            boxes.append(torch.einsum("bkp,bcp->bkc", kept, votes))
+            matches.append(match)
             free = free & ~agree
-        _, box, match, chosen = best
-        others = (owners >= 0) & (owners != chosen.unsqueeze(-1))
+        chosen = torch.stack(scores, dim=-1).argmax(dim=-1, keepdim=True)  # (B, K, 1)
+        box = torch.stack(boxes, dim=-2).gather(-2, chosen.unsqueeze(-1).expand(-1, -1, -1, 4)).squeeze(-2)
+        match = torch.stack(matches, dim=-1).gather(-1, chosen).squeeze(-1)
+        others = (owners >= 0) & (owners != chosen)
         masked = torch.where(others, torch.minimum(flat, torch.full_like(flat, OTHER_OBJECT_LOGIT)), flat)
         return box, masked.view_as(logits), match
 
