@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .batching import boxes_from_text, encode_prompt, normalize_prompt
+from .metrics import box_iou
 from .modeling.grounding_model import GroundingModel
 from .transforms import Letterbox
 
@@ -30,6 +31,9 @@ DEFAULT_MATCH_THRESHOLD = 0.2
 # trained on soft coverage targets of a stride-4 grid and runs under-confident at object edges; on a
 # held-out split (seed 1) mask mIoU peaked at -2 (0.547, against 0.515 at 0).
 DEFAULT_MASK_THRESHOLD = -2.0
+# A later object whose box overlaps an earlier one this much is the model finding it again: the answer
+# ends there (held-out seed 1: plural F1 0.64 -> 0.70, false positives 53 -> 19, no true one lost).
+DUPLICATE_IOU = 0.5
 
 
 @dataclass
@@ -85,8 +89,9 @@ class Predictor:
 
     With a match head, a first object whose match probability is below
     ``match_threshold`` is refused: the answer is "none" (the prompt describes
-    nothing in the image). An object's score is its match probability, else
-    the probability of its <obj> token.
+    nothing in the image). A later object on an earlier one's box ends the
+    answer: the model has found that object again. An object's score is its
+    match probability, else the probability of its <obj> token.
     """
 
     def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
@@ -218,6 +223,8 @@ class Predictor:
                 if match is not None and not objects and match < self.match_threshold:
                     rejected = 1
                     break
+                if _repeats(box, objects):
+                    break
                 objects.append((_probability(logits, token) if match is None else match, box, mask_logits))
             answer.append(token)
             logits = logits_next
@@ -237,6 +244,11 @@ class Predictor:
         return [GroundedObject(phrase=phrase, score=score, box=tuple(float(v) for v in boxes[i]),
                                mask=None if planes is None else planes[i])
                 for i, (score, _, _) in enumerate(objects)]
+
+
+def _repeats(box, objects) -> bool:
+    """Whether a decoded box is one already found (IoU >= ``DUPLICATE_IOU``)."""
+    return any(box_iou(box, other[1]) >= DUPLICATE_IOU for other in objects)
 
 
 def _probability(logits: np.ndarray, token: int) -> float:

@@ -163,6 +163,55 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
     assert refuse.answer_tokens == 1 and "perception" in refuse.timings
 
 
+class MovingEngine:
+    """Wraps an engine: every object after the first of an answer is perceived at the first one's box,
+    moved right by ``shift`` box widths (0: the same object found again)."""
+
+    def __init__(self, engine, shift: float):
+        self.engine, self.shift, self.first = engine, shift, None
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def forward(self, state, embeds):
+        if embeds.shape[-2] > 1:  # a prompt's prefill: a new answer starts
+            self.first = None
+        return self.engine.forward(state, embeds)
+
+    def perceive(self, frame, hidden):
+        box, mask_logits, feedback, match = self.engine.perceive(frame, hidden)
+        if self.first is None:
+            self.first = np.array(box)
+        else:
+            box = self.first + self.shift * (self.first[2] - self.first[0]) * np.array([1, 0, 1, 0], np.float32)
+        return box, mask_logits, feedback, match
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_an_object_found_again_ends_the_answer(predictors, backend):
+    """A later object on an earlier one's box (IoU >= DUPLICATE_IOU) ends the answer and is not reported;
+    one beside it is kept."""
+    predictor = predictors[backend]
+    plural = None
+    generator = SceneGenerator(resolutions=[(640, 480)], query_kinds={"plural": 1.0})
+    for index in range(20):
+        sample = generator.sample(10**12 + 600_000 + index, n_queries=4)
+        for query in sample.queries:
+            result = predictor.ground(sample.scene.image, query.prompt, key=("dup", index))
+            if len(result.objects) > 1:
+                plural = (sample.scene.image, query.prompt, result)
+                break
+        if plural is not None:
+            break
+    assert plural is not None, "no prompt of the sample made the model name two objects"
+    image, prompt, result = plural
+    again = Predictor.from_engine(MovingEngine(predictor.engine, shift=0.0)).ground(image, prompt)
+    assert len(again.objects) == 1 and again.objects[0].box == result.objects[0].box
+    assert again.answer_tokens == 2  # the first <obj>, then the repeated one that ended the answer
+    beside = Predictor.from_engine(MovingEngine(predictor.engine, shift=1.0)).ground(image, prompt)
+    assert len(beside.objects) > 1 and beside.objects[0].box == result.objects[0].box
+
+
 def _has_match_head(predictor) -> bool:
     """Whether the model behind a predictor has a match head (PyTorch model or exported perception graph)."""
     if predictor.model is not None:
