@@ -163,15 +163,23 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
     assert refuse.answer_tokens == 1 and "perception" in refuse.timings
 
 
-class MovingEngine:
-    """Wraps an engine: every object after the first of an answer is perceived at the first one's box,
-    moved right by ``shift`` box widths (0: the same object found again)."""
+class WrappedEngine:
+    """An engine that forwards everything to ``engine``; subclasses override the stages they watch or change."""
 
-    def __init__(self, engine, shift: float):
-        self.engine, self.shift, self.first = engine, shift, None
+    def __init__(self, engine):
+        self.engine = engine
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
+
+
+class MovingEngine(WrappedEngine):
+    """Every object after the first of an answer is perceived at the first one's box, moved right by
+    ``shift`` box widths (0: the same object found again)."""
+
+    def __init__(self, engine, shift: float):
+        super().__init__(engine)
+        self.shift, self.first = shift, None
 
     def forward(self, state, embeds):
         if embeds.shape[-2] > 1:  # a prompt's prefill: a new answer starts
@@ -220,15 +228,12 @@ def _has_match_head(predictor) -> bool:
     return any(o["name"] == "match_logits" for o in outputs)
 
 
-class CountingEngine:
-    """Wraps an engine and counts the calls of the per-frame and per-count stages."""
+class CountingEngine(WrappedEngine):
+    """Counts the calls of the per-frame and per-count stages."""
 
     def __init__(self, engine):
-        self.engine = engine
+        super().__init__(engine)
         self.frames = self.prefixes = 0
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
 
     def encode_frame(self, pixels):
         self.frames += 1
