@@ -11,7 +11,7 @@ uses) gets one outcome for its first object:
 
 Outcomes are counted per prompt family (attributes only, a superlative such as
 "the leftmost red object", a relation to another object, a relation to an input
-box); mask IoU is reported on the right picks alone, and plural answers by
+box) and per target size (the longer side of its box in source pixels); mask IoU is reported on the right picks alone, and plural answers by
 whether they hold too few or too many objects.
 """
 
@@ -30,6 +30,9 @@ from .metrics import box_iou, mask_iou
 
 OUTCOMES = ("right", "other_object", "loose", "off", "none")
 FAMILIES = ("attribute", "superlative", "relation", "relation_box")
+# Upper bounds (source pixels, the box's longer side) of the target-size bins; the last is open.
+SIZE_BINS = (30, 50, 80)
+SIZE_NAMES = ("<30", "30-50", "50-80", ">=80")
 
 
 def prompt_family(query) -> str:
@@ -40,6 +43,12 @@ def prompt_family(query) -> str:
     if any(word in query.phrase for word in POSITION_WORDS):
         return "superlative"
     return "attribute"
+
+
+def size_bin(box) -> str:
+    """The SIZE_NAMES bin of a box (x0, y0, x1, y1) by its longer side."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    return SIZE_NAMES[sum(side >= bound for bound in SIZE_BINS)]
 
 
 def single_outcome(scene, query, result) -> tuple[str, float | None]:
@@ -59,6 +68,7 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
 
 def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None) -> dict:
     families = {family: Counter() for family in FAMILIES}
+    sizes = {name: Counter() for name in SIZE_NAMES}
     right_masks: list[float] = []
     plural = Counter()
     for index, sample in held_out_samples(samples, seed=seed):
@@ -76,6 +86,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
                 continue
             outcome, mask = single_outcome(sample.scene, query, result)
             families[prompt_family(query)][outcome] += 1
+            sizes[size_bin(sample.scene.objects[query.targets[0]].box)][outcome] += 1
             if mask is not None:
                 right_masks.append(mask)
     totals = sum(families.values(), Counter())
@@ -85,6 +96,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
         "single": {outcome: totals[outcome] for outcome in OUTCOMES} | {"prompts": sum(totals.values())},
         "by_family": {family: {outcome: counts[outcome] for outcome in OUTCOMES}
                       for family, counts in families.items()},
+        "by_target_size": {name: {outcome: counts[outcome] for outcome in OUTCOMES} for name, counts in sizes.items()},
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
         "plural": dict(plural),
@@ -104,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     single = report["single"]
     print(f"single-object prompts: {single['prompts']}  " + "  ".join(f"{o}={single[o]}" for o in OUTCOMES))
-    for family, counts in report["by_family"].items():
-        print(f"  {family:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
+    for group in ("by_family", "by_target_size"):
+        for name, counts in report[group].items():
+            print(f"  {name:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
     print(f"mask IoU when right: {report['mask_iou_when_right']}")
     print(f"plural prompts: {report['plural']}")
     return 0

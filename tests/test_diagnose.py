@@ -1,7 +1,7 @@
 """``ros-pgpt diagnose``: each single-object answer lands in exactly one outcome."""
 from ros_pgpt.checkpoints import default_checkpoint
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.diagnose import OUTCOMES, diagnose, prompt_family, single_outcome
+from ros_pgpt.diagnose import OUTCOMES, diagnose, prompt_family, single_outcome, size_bin
 from ros_pgpt.evaluate import held_out_samples
 from ros_pgpt.metrics import box_iou
 from ros_pgpt.predictor import GroundedObject, GroundingResult, Predictor
@@ -28,6 +28,13 @@ def test_outcomes_of_a_first_object():
     assert single_outcome(scene, query, _answer()) == ("none", None)
 
 
+def test_size_bins_by_longer_side():
+    assert size_bin((0, 0, 29, 10)) == "<30"
+    assert size_bin((0, 0, 10, 30)) == "30-50"
+    assert size_bin((5, 5, 84, 20)) == "50-80"
+    assert size_bin((0, 0, 80, 80)) == ">=80"
+
+
 def test_prompt_families():
     kinds = {prompt_family(q) for _, s in held_out_samples(60) for q in s.queries
              if q.kind in ("single", "relation_box")}
@@ -40,6 +47,7 @@ def test_report_counts_every_prompt_once():
     expected = sum(q.kind in ("single", "relation_box") for _, s in held_out_samples(6, seed=3) for q in s.queries)
     assert report["single"]["prompts"] == expected == sum(report["single"][o] for o in OUTCOMES)
     assert sum(sum(family.values()) for family in report["by_family"].values()) == expected
+    assert sum(sum(size.values()) for size in report["by_target_size"].values()) == expected
     assert report["single"]["right"] > 0, "the trained default checkpoint finds some targets"
     assert 0.0 < report["mask_iou_when_right"]["mean"] <= 1.0
     assert report["plural"]["prompts"] >= report["plural"]["too_few"] + report["plural"]["too_many"]
