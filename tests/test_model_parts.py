@@ -11,7 +11,7 @@ from ros_pgpt.build import build_model
 from ros_pgpt.config import ModelConfig, load_config
 from ros_pgpt.modeling.image_encoder import EfficientNetLite0Encoder
 from ros_pgpt.modeling.losses import box_iou, dice_loss, generalized_box_iou
-from ros_pgpt.modeling.perception import MATCH_EVIDENCE, PerceptionDecoder, PerceptionEncoder
+from ros_pgpt.modeling.perception import MATCH_EVIDENCE, AttributeHeads, PerceptionDecoder, PerceptionEncoder
 from ros_pgpt.modeling.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
 from ros_pgpt.transforms import Letterbox
 
@@ -308,6 +308,24 @@ def test_region_owners_take_covering_or_centred_objects():
     labels = attribute_labels(batch, centred.flatten()).reshape(2, 2, 2, 3)
     assert labels[0, 0].tolist() == [[1, 1, 2], [3, 2, 1]] and labels[1, 0, 0].tolist() == [0, 0, 0]
     assert attribute_labels(batch, covered.flatten()).reshape(2, 2, 2, 3)[0, 0, 1].tolist() == [-100] * 3
+
+
+def test_attribute_loss_weighs_objects_as_much_as_empty_cells():
+    """95 empty cells told apart perfectly and 5 object cells wrong: a plain mean would call that a
+    small loss; averaged apart, the objects' half keeps it large."""
+    heads = AttributeHeads(dim=2, classes=(3,))
+    with torch.no_grad():
+        heads.heads[0].weight.copy_(torch.tensor([[10.0, 0.0], [0.0, 10.0], [0.0, 0.0]]))
+        heads.heads[0].bias.zero_()
+    features = torch.cat([torch.tensor([[1.0, 0.0]]).expand(95, 2), torch.tensor([[0.0, 1.0]]).expand(5, 2)])
+    labels = torch.cat([torch.zeros(95, 1, dtype=torch.long), torch.full((5, 1), 2)])  # objects are class 2
+    with torch.no_grad():
+        wrong = float(torch.nn.functional.cross_entropy(heads.heads[0](features[95:]), labels[95:, 0]))
+        empty = float(torch.nn.functional.cross_entropy(heads.heads[0](features[:95]), labels[:95, 0]))
+        assert float(heads.loss(features, labels)) == pytest.approx((wrong + empty) / 2, rel=1e-5)
+        assert (wrong * 5 + empty * 95) / 100 < float(heads.loss(features, labels)) / 5
+        labels[:3] = -100  # ignored rows count on neither side
+        assert float(heads.loss(features, labels)) == pytest.approx((wrong + empty) / 2, rel=1e-5)
 
 
 def test_dense_heads_train_both_sides_of_the_match(tiny_model):

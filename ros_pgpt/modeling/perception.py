@@ -69,9 +69,20 @@ class AttributeHeads(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(dim, count) for count in classes)
 
     def loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the attributes; labels (N, attributes), -100 = ignore."""
-        losses = [F.cross_entropy(head(features), labels[:, index], ignore_index=-100)
-                  for index, head in enumerate(self.heads) if (labels[:, index] >= 0).any()]
+        """Mean cross-entropy over the attributes; labels (N, attributes), -100 = ignore.
+
+        Rows showing an object and empty rows (class 0) are averaged apart: empty cells are most of
+        a frame, and a plain mean let them hide how poorly objects were told apart.
+        """
+        objects = labels[:, 0] > 0
+        losses = []
+        for index, head in enumerate(self.heads):
+            valid = labels[:, index] >= 0
+            if not valid.any():
+                continue
+            per_row = F.cross_entropy(head(features), labels[:, index].clamp(min=0), reduction="none")
+            losses.append(torch.stack([per_row[valid & side].mean() for side in (objects, ~objects)
+                                       if (valid & side).any()]).mean())
         return torch.stack(losses).mean() if losses else features.sum() * 0
 
 
