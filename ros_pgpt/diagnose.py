@@ -13,6 +13,12 @@ Outcomes are counted per prompt family (attributes only, a superlative such as
 "the leftmost red object", a relation to another object, a relation to an input
 box) and per target size (the longer side of its box in source pixels); mask IoU is reported on the right picks alone, and plural answers by
 whether they hold too few or too many objects.
+
+With a PyTorch model that kept its training-only attribute heads, the report
+also says how well they read each object's colour, shape and size off the
+decoder's pixel memory and off the LLM's visual tokens: accuracy and
+cross-entropy over the cells an object owns and over all cells (empty cells,
+class 0, are most of a frame, so the second alone flatters the heads).
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ import sys
 from collections import Counter
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from .batching import collate
 from .data.scenes import POSITION_WORDS, RELATION_WORDS
 from .evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from .metrics import box_iou, mask_iou
+from .modeling.grounding_model import attribute_labels, region_owners
 
 OUTCOMES = ("right", "other_object", "loose", "off", "none")
 FAMILIES = ("attribute", "superlative", "relation", "relation_box")
@@ -66,6 +76,44 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
     return ("loose" if ious[target] >= 0.1 else "off"), None
 
 
+def attribute_readout(model, *, samples: int, seed: int = 0, visual_tokens: int | None = None,
+                      frames_per_batch: int = 6) -> dict | None:
+    """Accuracy and mean cross-entropy of the attribute heads on the held-out frames, for the pixel
+    memory and the visual tokens, over object-owned cells and over all labelled cells; None for a
+    model without the heads (another engine, or a config without ``attribute_heads``)."""
+    if model is None or model.pixel_attributes is None or model.token_attributes is None:
+        return None
+    language_model = model.language_model
+    items = [(sample.scene, sample.queries) for _, sample in held_out_samples(samples, seed=seed)]
+    tokens = visual_tokens or model.projector.max_tokens
+    sums = {}  # (side, cells) -> [correct, count, cross-entropy sum]
+    with torch.no_grad():
+        for start in range(0, len(items), frames_per_batch):
+            images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
+                                    language_model.ids, **model.collate_options)
+            frames = model.encode_frames(images)
+            hidden, _, _ = language_model(model.image_prefix(frames, tokens))
+            for side_name, features, heads, with_centres in (
+                    ("pixels", frames.memory, model.pixel_attributes, False),
+                    ("visual_tokens", hidden[:, 2:-1], model.token_attributes, True)):
+                side = int(round(features.shape[1] ** 0.5))
+                owners = region_owners(batch, images.shape[0], side, with_centres=with_centres)
+                labels = attribute_labels(batch, owners)
+                flat = features.reshape(-1, features.shape[-1])
+                for cells, rows in (("object_cells", owners >= 0), ("all_cells", labels[:, 0] >= 0)):
+                    total = sums.setdefault((side_name, cells), [0, 0, 0.0])
+                    for index, head in enumerate(heads.heads):
+                        logits, target = head(flat[rows]), labels[rows, index]
+                        total[0] += int((logits.argmax(dim=-1) == target).sum())
+                        total[1] += len(target)
+                        total[2] += float(F.cross_entropy(logits, target, reduction="sum"))
+    report = {}
+    for (side_name, cells), (correct, count, loss) in sums.items():
+        report.setdefault(side_name, {})[cells] = {"accuracy": round(correct / max(count, 1), 4),
+                                                   "cross_entropy": round(loss / max(count, 1), 4)}
+    return report
+
+
 def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None) -> dict:
     families = {family: Counter() for family in FAMILIES}
     sizes = {name: Counter() for name in SIZE_NAMES}
@@ -100,6 +148,8 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
         "plural": dict(plural),
+        "attribute_readout": attribute_readout(predictor.model, samples=samples, seed=seed,
+                                               visual_tokens=visual_tokens),
     }
 
 
@@ -121,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
     print(f"mask IoU when right: {report['mask_iou_when_right']}")
     print(f"plural prompts: {report['plural']}")
+    for side_name, cells in (report["attribute_readout"] or {}).items():
+        print(f"attribute heads on {side_name}: " + "  ".join(f"{name} {value}" for name, value in cells.items()))
     return 0
 
 

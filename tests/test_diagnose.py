@@ -51,3 +51,8 @@ def test_report_counts_every_prompt_once():
     assert report["single"]["right"] > 0, "the trained default checkpoint finds some targets"
     assert 0.0 < report["mask_iou_when_right"]["mean"] <= 1.0
     assert report["plural"]["prompts"] >= report["plural"]["too_few"] + report["plural"]["too_many"]
+    readout = report["attribute_readout"]  # the default checkpoint keeps its attribute heads
+    for side in ("pixels", "visual_tokens"):
+        objects, every = readout[side]["object_cells"], readout[side]["all_cells"]
+        assert 0.5 < objects["accuracy"] <= every["accuracy"], "objects are the hard cells; empty ones are easy"
+        assert objects["cross_entropy"] >= every["cross_entropy"]
