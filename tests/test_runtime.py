@@ -201,8 +201,9 @@ def test_an_object_found_again_ends_the_answer(predictors, backend):
     one beside it is kept."""
     predictor = predictors[backend]
     plural = None
-    generator = SceneGenerator(resolutions=[(640, 480)], query_kinds={"plural": 1.0})
-    for index in range(20):
+    # Crowded scenes: the model names a second object rarely (docs/MODEL.md: plural answers stop early).
+    generator = SceneGenerator(resolutions=[(640, 480)], query_kinds={"plural": 1.0}, min_objects=5)
+    for index in range(40):
         sample = generator.sample(10**12 + 600_000 + index, n_queries=4)
         for query in sample.queries:
             result = predictor.ground(sample.scene.image, query.prompt, key=("dup", index))
