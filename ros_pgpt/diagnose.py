@@ -11,8 +11,9 @@ uses) gets one outcome for its first object:
 
 Outcomes are counted per prompt family (attributes only, a superlative such as
 "the leftmost red object", a relation to another object, a relation to an input
-box) and per target size (the longer side of its box in source pixels); mask IoU is reported on the right picks alone, and plural answers by
-whether they hold too few or too many objects.
+box) and per target size (the longer side of its box in source pixels); mask
+IoU is reported on the right picks alone, and plural answers by whether they
+hold too few or too many objects.
 
 With a PyTorch model that kept its training-only attribute heads, the report
 also says how well they read each object's colour, shape and size off the
@@ -76,15 +77,13 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
     return ("loose" if ious[target] >= 0.1 else "off"), None
 
 
-def attribute_readout(model, *, samples: int, seed: int = 0, visual_tokens: int | None = None,
-                      frames_per_batch: int = 6) -> dict | None:
-    """Accuracy and mean cross-entropy of the attribute heads on the held-out frames, for the pixel
-    memory and the visual tokens, over object-owned cells and over all labelled cells; None for a
-    model without the heads (another engine, or a config without ``attribute_heads``)."""
+def attribute_readout(model, items, *, visual_tokens: int | None = None, frames_per_batch: int = 6) -> dict | None:
+    """Accuracy and mean cross-entropy of the attribute heads on ``items`` ((scene, queries) pairs),
+    for the pixel memory and the visual tokens, over object-owned cells and over all labelled cells;
+    None for a model without the heads (another engine, or a config without ``attribute_heads``)."""
     if model is None or model.pixel_attributes is None or model.token_attributes is None:
         return None
     language_model = model.language_model
-    items = [(sample.scene, sample.queries) for _, sample in held_out_samples(samples, seed=seed)]
     tokens = visual_tokens or model.projector.max_tokens
     sums = {}  # (side, cells) -> [correct, count, cross-entropy sum]
     with torch.no_grad():
@@ -95,7 +94,7 @@ def attribute_readout(model, *, samples: int, seed: int = 0, visual_tokens: int 
             hidden, _, _ = language_model(model.image_prefix(frames, tokens))
             for side_name, features, heads, with_centres in (
                     ("pixels", frames.memory, model.pixel_attributes, False),
-                    ("visual_tokens", hidden[:, 2:-1], model.token_attributes, True)):
+                    ("visual_tokens", model.visual_hidden(hidden), model.token_attributes, True)):
                 side = int(round(features.shape[1] ** 0.5))
                 owners = region_owners(batch, images.shape[0], side, with_centres=with_centres)
                 labels = attribute_labels(batch, owners)
@@ -119,7 +118,9 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
     sizes = {name: Counter() for name in SIZE_NAMES}
     right_masks: list[float] = []
     plural = Counter()
+    items = []  # (scene, queries) of every sample, for the attribute read-out
     for index, sample in held_out_samples(samples, seed=seed):
+        items.append((sample.scene, sample.queries))
         predictor.set_image(sample.scene.image, key=("diagnose", index))
         for query in sample.queries:
             if query.kind not in ("single", "relation_box", "plural"):
@@ -148,8 +149,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
         "plural": dict(plural),
-        "attribute_readout": attribute_readout(predictor.model, samples=samples, seed=seed,
-                                               visual_tokens=visual_tokens),
+        "attribute_readout": attribute_readout(predictor.model, items, visual_tokens=visual_tokens),
     }
 
 

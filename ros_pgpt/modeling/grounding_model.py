@@ -127,6 +127,12 @@ class GroundingModel(nn.Module):
         tail = self.language_model.embed(torch.tensor([ids.image_end], device=visual.device))
         return torch.cat([head.expand(batch, -1, -1), visual, tail.expand(batch, -1, -1)], dim=1)
 
+    @staticmethod
+    def visual_hidden(prefix_hidden: torch.Tensor) -> torch.Tensor:
+        """The LLM's hidden states (B, n, D) at the visual tokens of an ``image_prefix``: after
+        ``<bos> <image>``, before ``</image>``."""
+        return prefix_hidden[:, 2:-1]
+
     # -- training ---------------------------------------------------------
     def text_embeddings(self, batch: SequenceBatch) -> torch.Tensor:
         """Token embeddings plus perception-encoder codes for input boxes and object feedback."""
@@ -167,7 +173,7 @@ class GroundingModel(nn.Module):
                                                 position_ids=positions.expand(rows, -1))
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=-100)
         losses = {"lm": lm}
-        visual = prefix_hidden[:, 2:prefix_len - 1]  # after <bos> <image>, before </image>
+        visual = self.visual_hidden(prefix_hidden)
         matching = self.perception_decoder.match_head is not None
         if matching and batch.probe_rows is None:
             raise ValueError("this model's match head needs negatives: collate(..., match_probes=True)")
