@@ -23,6 +23,7 @@ MAX_PROMPT_CHARS = 512
 ANSWER_FORMATS = ("perception", "text_coordinates")
 COLOUR_NAMES = tuple(COLOURS)
 # Classes of the attribute heads (colour, shape, size), each with 0 = "no object".
+ATTRIBUTE_NAMES = ("colour", "shape", "size")  # the order of object_attribute_ids
 ATTRIBUTE_CLASSES = (len(COLOURS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
 _BOX_TEXT = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
 

@@ -20,6 +20,11 @@ also says how well they read each object's colour, shape and size off the
 decoder's pixel memory and off the LLM's visual tokens: accuracy and
 cross-entropy over the cells an object owns and over all cells (empty cells,
 class 0, are most of a frame, so the second alone flatters the heads).
+
+Last, the match head's scores on the easiest prompt there is: a scene holding
+one object, asked for by colour and shape ("where is the green triangle?", the
+node's smoke test), where a refusal tells a robot "none" about the only object
+in view; this is what the run-time ``match_threshold`` was chosen against.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batching import collate
+from .batching import ATTRIBUTE_NAMES, collate
 from .data.scenes import POSITION_WORDS, RELATION_WORDS
 from .evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from .metrics import box_iou, mask_iou
@@ -85,7 +90,7 @@ def attribute_readout(model, items, *, visual_tokens: int | None = None, frames_
         return None
     language_model = model.language_model
     tokens = visual_tokens or model.projector.max_tokens
-    sums = {}  # (side, cells) -> [correct, count, cross-entropy sum]
+    sums = {}  # (side, cells) -> [correct per attribute, count per attribute, cross-entropy sum]
     with torch.no_grad():
         for start in range(0, len(items), frames_per_batch):
             images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
@@ -100,20 +105,48 @@ def attribute_readout(model, items, *, visual_tokens: int | None = None, frames_
                 labels = attribute_labels(batch, owners)
                 flat = features.reshape(-1, features.shape[-1])
                 for cells, rows in (("object_cells", owners >= 0), ("all_cells", labels[:, 0] >= 0)):
-                    total = sums.setdefault((side_name, cells), [0, 0, 0.0])
-                    for index, head in enumerate(heads.heads):
+                    total = sums.setdefault((side_name, cells), [Counter(), Counter(), 0.0])
+                    for index, (name, head) in enumerate(zip(ATTRIBUTE_NAMES, heads.heads)):
                         logits, target = head(flat[rows]), labels[rows, index]
-                        total[0] += int((logits.argmax(dim=-1) == target).sum())
-                        total[1] += len(target)
+                        total[0][name] += int((logits.argmax(dim=-1) == target).sum())
+                        total[1][name] += len(target)
                         total[2] += float(F.cross_entropy(logits, target, reduction="sum"))
     report = {}
     for (side_name, cells), (correct, count, loss) in sums.items():
-        report.setdefault(side_name, {})[cells] = {"accuracy": round(correct / max(count, 1), 4),
-                                                   "cross_entropy": round(loss / max(count, 1), 4)}
+        report.setdefault(side_name, {})[cells] = {
+            "accuracy": round(correct.total() / max(count.total(), 1), 4),
+            "cross_entropy": round(loss / max(count.total(), 1), 4),
+            "accuracy_by_attribute": {name: round(correct[name] / max(count[name], 1), 4) for name in ATTRIBUTE_NAMES}}
     return report
 
 
-def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None) -> dict:
+def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
+    """Scores of the first object found for "where is the <colour> <shape>?" on ``scenes`` one-object
+    scenes (generator seeds 0, 1, ...; 0 when nothing is found), how many boxes hit the object (IoU >=
+    0.5), and how many answers each match threshold would refuse."""
+    from .data import SceneGenerator
+
+    generator = SceneGenerator(min_objects=1, max_objects=1)
+    kept, predictor.match_threshold = predictor.match_threshold, 0.0  # keep every object to read its score
+    scores, boxed = [], 0
+    try:
+        for index in range(scenes):
+            scene = generator.sample(index, n_queries=1).scene
+            target = scene.objects[0]
+            result = predictor.ground(scene.image, f"where is the {target.colour} {target.shape}?", masks=False)
+            first = result.objects[0] if result.objects else None
+            scores.append(first.score if first else 0.0)
+            boxed += first is not None and box_iou(first.box, target.box) >= 0.5
+    finally:
+        predictor.match_threshold = kept
+    return {"scenes": scenes, "boxed": int(boxed),
+            "score_min": round(min(scores), 3), "score_median": round(float(np.median(scores)), 3),
+            "score_max": round(max(scores), 3),
+            "refused_at": {str(t): sum(score < t for score in scores) for t in thresholds}}
+
+
+def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None,
+             lone: int = 20) -> dict:
     families = {family: Counter() for family in FAMILIES}
     sizes = {name: Counter() for name in SIZE_NAMES}
     right_masks: list[float] = []
@@ -132,6 +165,9 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
                 plural["prompts"] += 1
                 plural["too_few"] += found < wanted
                 plural["too_many"] += found > wanted
+                # Whether the model goes on after its first object at all, where it should.
+                plural["several_targets"] += wanted > 1
+                plural["several_targets_several_found"] += wanted > 1 and found > 1
                 continue
             outcome, mask = single_outcome(sample.scene, query, result)
             families[prompt_family(query)][outcome] += 1
@@ -150,6 +186,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
         "plural": dict(plural),
         "attribute_readout": attribute_readout(predictor.model, items, visual_tokens=visual_tokens),
+        "lone_objects": lone_objects(predictor, scenes=lone) if lone else None,
     }
 
 
@@ -157,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ros-pgpt diagnose", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser, samples=100)
     parser.add_argument("--tokens", type=int, default=None, help="visual tokens (default: the model's maximum)")
+    parser.add_argument("--lone", type=int, default=20, help="one-object scenes for the match scores (0: skip)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     _, predictor = predictor_from_arguments(args)
-    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens)
+    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens, lone=args.lone)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -173,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plural prompts: {report['plural']}")
     for side_name, cells in (report["attribute_readout"] or {}).items():
         print(f"attribute heads on {side_name}: " + "  ".join(f"{name} {value}" for name, value in cells.items()))
+    print(f"lone objects: {report['lone_objects']}")
     return 0
 
 

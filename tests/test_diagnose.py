@@ -43,16 +43,26 @@ def test_prompt_families():
 
 def test_report_counts_every_prompt_once():
     predictor = Predictor.from_checkpoint(default_checkpoint())
-    report = diagnose(predictor, samples=6, seed=3)
+    report = diagnose(predictor, samples=6, seed=3, lone=4)
     expected = sum(q.kind in ("single", "relation_box") for _, s in held_out_samples(6, seed=3) for q in s.queries)
     assert report["single"]["prompts"] == expected == sum(report["single"][o] for o in OUTCOMES)
     assert sum(sum(family.values()) for family in report["by_family"].values()) == expected
     assert sum(sum(size.values()) for size in report["by_target_size"].values()) == expected
     assert report["single"]["right"] > 0, "the trained default checkpoint finds some targets"
     assert 0.0 < report["mask_iou_when_right"]["mean"] <= 1.0
-    assert report["plural"]["prompts"] >= report["plural"]["too_few"] + report["plural"]["too_many"]
+    plural = report["plural"]
+    assert plural["prompts"] >= plural["too_few"] + plural["too_many"]
+    assert plural["prompts"] >= plural["several_targets"] >= plural["several_targets_several_found"]
     readout = report["attribute_readout"]  # the default checkpoint keeps its attribute heads
     for side in ("pixels", "visual_tokens"):
         objects, every = readout[side]["object_cells"], readout[side]["all_cells"]
         assert 0.5 < objects["accuracy"] <= every["accuracy"], "objects are the hard cells; empty ones are easy"
         assert objects["cross_entropy"] >= every["cross_entropy"]
+        assert set(objects["accuracy_by_attribute"]) == {"colour", "shape", "size"}
+        assert min(objects["accuracy_by_attribute"].values()) <= objects["accuracy"] \
+            <= max(objects["accuracy_by_attribute"].values())
+    lone = report["lone_objects"]
+    assert lone["scenes"] == 4 and lone["boxed"] >= 3, "a lone object asked for by colour and shape is found"
+    assert 0.0 <= lone["score_min"] <= lone["score_median"] <= lone["score_max"] <= 1.0
+    assert lone["refused_at"]["0.2"] <= lone["refused_at"]["0.5"] <= 4
+    assert predictor.match_threshold == 0.2, "the predictor's threshold is restored"
