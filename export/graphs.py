@@ -64,13 +64,14 @@ class FrameGraph(nn.Module):
         self.encoder = model.image_encoder
         self.decoder = model.perception_decoder
         self.projector = _require_cabstractor(model)
+        self.projector_pixels = model.projector_pixels
 
     def forward(self, images: torch.Tensor):
         pyramid = self.encoder(images)
-        memory, mask_map = self.decoder.encode_pixels(pyramid)
+        memory, mask_map, pixel_map = self.decoder.encode_pixels(pyramid)
         attn_kv = torch.stack([kv for block in self.decoder.blocks for kv in _attention_kv(block.attn, memory)], 1)
         projector = self.projector
-        x = projector.stem(_semantic_map(pyramid))
+        x = projector.stem(_semantic_map(pyramid, pixel_map if self.projector_pixels else None))
         pos = projector.input_pos
         if pos.shape[-2:] != x.shape[-2:]:
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)

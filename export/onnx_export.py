@@ -162,7 +162,8 @@ def export_projectors(model, out: Path, pixels: np.ndarray, counts: list[int]) -
             with torch.no_grad():
                 reference = model.image_prefix(type(features)(pyramid=[f[:batch] for f in features.pyramid],
                                                               memory=features.memory[:batch],
-                                                              mask_map=features.mask_map[:batch]), count).numpy()
+                                                              mask_map=features.mask_map[:batch],
+                                                              pixel_map=features.pixel_map[:batch]), count).numpy()
             got = session.run(["prefix"], {"proj_map": proj_map[:batch].numpy()})[0]
             if got.shape != reference.shape:
                 raise AssertionError(f"projector n={count}: ONNX gives {got.shape}, PyTorch {reference.shape}")

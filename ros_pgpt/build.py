@@ -44,7 +44,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
     width = language_model.hidden_size
     semantic_stride = image_encoder.strides[2]
     projector = build_projector(
-        config.projector, in_channels=image_encoder.channels[2] + image_encoder.channels[3],
+        config.projector,
+        in_channels=image_encoder.channels[2] + image_encoder.channels[3] + (config.decoder_dim if config.projector_pixels else 0),
         channels=config.projector_channels, out_dim=width, depth=config.projector_depth,
         max_tokens=config.max_visual_tokens, input_side=config.image_size // semantic_stride)
     return GroundingModel(
@@ -54,7 +55,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads, box_readout=config.box_readout,
                                              match_head=config.match_head),
-        image_size=config.image_size,
+        image_size=config.image_size, projector_pixels=config.projector_pixels,
         pointer=VisualPointer(hidden_dim=width, no_match=config.decision_pointer) if config.visual_pointer else None,
         token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,
         pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=ATTRIBUTE_CLASSES)

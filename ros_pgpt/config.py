@@ -30,6 +30,10 @@ class ModelConfig:
     projector: str = "c_abstractor"
     projector_channels: int = 256
     projector_depth: int = 2
+    # The projector also reads the perception decoder's stride-8 pixel map (pooled
+    # onto the stride-16 grid, no gradient): it is trained with the dense attribute
+    # and box losses, while the frozen ImageNet features under it are not.
+    projector_pixels: bool = False
     # Largest visual-token count M; the elastic projector runs at any count
     # up to it (grid projectors use the largest square grid that fits).
     max_visual_tokens: int = 64

@@ -80,6 +80,21 @@ def test_c_abstractor_preserves_locality():
     assert delta[0, 0] > 3 * delta[3, 3]
 
 
+def test_c_abstractor_reads_the_pixel_map_in_place():
+    """With ``projector_pixels`` the decoder's stride-8 map feeds the projector, pooled where it lies."""
+    projector = CAbstractor(in_channels=432 + 32, channels=32, out_dim=48, depth=1, max_tokens=16,
+                            input_side=8).eval()
+    features = pyramid()
+    pixels = torch.randn(1, 32, 16, 16)
+    changed = pixels.clone()
+    changed[..., 12:, 12:] += 5.0  # bottom-right corner only
+    with torch.no_grad():
+        delta = (projector(features, 16, changed) - projector(features, 16, pixels)).norm(dim=-1).view(4, 4)
+    assert delta[3, 3] > 3 * delta[0, 0]
+    with pytest.raises(RuntimeError):  # the stem expects the pixel channels
+        projector(features, 16)
+
+
 def test_resampler_prefix_property():
     """The first m tokens do not depend on how many are asked for (Matryoshka)."""
     projector = QueryResampler(in_channels=432, channels=32, out_dim=48, depth=2, max_tokens=16).eval()
@@ -95,8 +110,9 @@ def test_resampler_prefix_property():
 def test_perception_decoder_shapes_and_independent_queries(match_head):
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
                                 match_head=match_head).eval()
-    memory, mask_map = decoder.encode_pixels(pyramid(batch=2))
+    memory, mask_map, pixel_map = decoder.encode_pixels(pyramid(batch=2))
     assert memory.shape == (2, 16 * 16, 32) and mask_map.shape == (2, 16 + match_head * MATCH_EVIDENCE, 32, 32)
+    assert pixel_map.shape == (2, 32, 16, 16)
     hidden = torch.randn(2, 3, 64)
     with torch.no_grad():
         boxes, logits, match = decoder(hidden, memory, mask_map)
@@ -370,7 +386,7 @@ def test_pixel_votes_box_follows_the_mask():
     """A query whose mask covers one object reads that object's voted box; votes are boxes around each pixel."""
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
                                 box_readout="pixel_votes")
-    memory, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    memory, mask_map, _ = decoder.encode_pixels(pyramid(batch=1))
     votes = PerceptionDecoder.votes(mask_map)[0]  # (4, 32, 32)
     centres = (torch.arange(32) + 0.5) / 32
     assert (votes[0] <= centres).all() and (votes[2] >= centres).all()  # x0 <= pixel x <= x1
@@ -394,7 +410,7 @@ TWO_BOXES = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]])
 def _two_objects(decoder):
     """(query (1, 1, dim), mask map) where the query's mask logit is 30 on the first object and 29.5 on
     the second, and each object's pixels vote for its box (TWO_BOXES)."""
-    _, mask_map = decoder.encode_pixels(pyramid(batch=1))
+    _, mask_map, _ = decoder.encode_pixels(pyramid(batch=1))
     query = torch.randn(1, 1, decoder.dim)
     direction = decoder.mask_embed(query)[0, 0].detach()
     unit = (direction / direction.square().sum())[:, None, None]

@@ -28,6 +28,7 @@ class FrameFeatures:
     pyramid: list[torch.Tensor]
     memory: torch.Tensor  # (B, L, dim) decoder attention memory
     mask_map: torch.Tensor  # (B, C, h, w) decoder mask features
+    pixel_map: torch.Tensor  # (B, dim, h', w') decoder stride-8 features, detached (the projector's extra input)
 
 
 @dataclass
@@ -66,7 +67,7 @@ class SequenceBatch:
 class GroundingModel(nn.Module):
     def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
-                 image_size: int, pointer: VisualPointer | None = None,
+                 image_size: int, projector_pixels: bool = False, pointer: VisualPointer | None = None,
                  token_attributes: AttributeHeads | None = None, pixel_attributes: AttributeHeads | None = None,
                  answer_format: str = "perception") -> None:
         super().__init__()
@@ -82,6 +83,7 @@ class GroundingModel(nn.Module):
         self.token_attributes = token_attributes
         self.pixel_attributes = pixel_attributes
         self.image_size = image_size
+        self.projector_pixels = projector_pixels  # the projector also reads frames.pixel_map
 
     @property
     def ids(self):
@@ -115,12 +117,12 @@ class GroundingModel(nn.Module):
             trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
             with torch.set_grad_enabled(trains):
                 pyramid = self.image_encoder(images)
-        memory, mask_map = self.perception_decoder.encode_pixels(pyramid)
-        return FrameFeatures(pyramid=pyramid, memory=memory, mask_map=mask_map)
+        memory, mask_map, pixel_map = self.perception_decoder.encode_pixels(pyramid)
+        return FrameFeatures(pyramid=pyramid, memory=memory, mask_map=mask_map, pixel_map=pixel_map.detach())
 
     def image_prefix(self, frames: FrameFeatures, num_tokens: int) -> torch.Tensor:
         """(B, n + 3, D) embeddings of ``<bos> <image> visual tokens </image>``."""
-        visual = self.projector(frames.pyramid, num_tokens)
+        visual = self.projector(frames.pyramid, num_tokens, frames.pixel_map if self.projector_pixels else None)
         batch = visual.shape[0]
         ids = self.ids
         head = self.language_model.embed(torch.tensor([ids.bos, ids.image_start], device=visual.device))

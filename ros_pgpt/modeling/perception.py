@@ -160,8 +160,9 @@ class PerceptionDecoder(nn.Module):
             self.match_found = nn.Linear(dim, MATCH_EVIDENCE)
             self.match_head = MLP(dims=[dim + 2 * MATCH_EVIDENCE, dim, 1])
 
-    def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4)).
+    def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4),
+        pixel map (B, dim, H/8, W/8): the memory before its position code).
 
         A top-down FPN down to stride 8 feeds the attention; the stride-4 map
         for the masks adds the finest level with 1x1 convs only (it is large).
@@ -188,7 +189,7 @@ class PerceptionDecoder(nn.Module):
         height, width = stride8.shape[-2:]
         memory = stride8.flatten(2).transpose(1, 2)
         memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
-        return memory, mask_map
+        return memory, mask_map, stride8
 
     def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
                 mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

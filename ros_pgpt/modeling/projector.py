@@ -47,11 +47,15 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(self.norm(x))))
 
 
-def _semantic_map(features: list[torch.Tensor]) -> torch.Tensor:
-    """Stride-16 map with the stride-32 map upsampled onto it, channel-concatenated."""
+def _semantic_map(features: list[torch.Tensor], pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """Stride-16 map with the stride-32 map upsampled onto it, channel-concatenated; a ``pixels`` map at
+    half its stride (the decoder's, ``ModelConfig.projector_pixels``) is average-pooled onto it too."""
     fine, coarse = features[2], features[3]
-    coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat([fine, coarse], dim=1)
+    parts = [fine, F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)]
+    if pixels is not None:
+        # A fixed 2x2 window, not adaptive pooling: ONNX export needs the pooling size constant.
+        parts.append(F.avg_pool2d(pixels, 2, ceil_mode=True))
+    return torch.cat(parts, dim=1)
 
 
 class _GridPositions(nn.Module):
@@ -97,9 +101,10 @@ class CAbstractor(_GridProjector):
         self.after = nn.Sequential(*[ResBlock(channels=channels) for _ in range(depth)])
         self.readout = nn.Sequential(nn.Linear(channels, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, features: list[torch.Tensor], num_tokens: int) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], num_tokens: int,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
         side = grid_side(num_tokens, self.max_tokens)
-        x = self.stem(_semantic_map(features))
+        x = self.stem(_semantic_map(features, pixels))
         pos = self.input_pos
         if pos.shape[-2:] != x.shape[-2:]:
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -116,9 +121,10 @@ class LinearProjector(_GridProjector):
         super().__init__(out_dim=out_dim, max_tokens=max_tokens)
         self.linear = nn.Linear(in_channels, out_dim)
 
-    def forward(self, features: list[torch.Tensor], num_tokens: int) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], num_tokens: int,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
         side = grid_side(num_tokens, self.max_tokens)
-        x = F.adaptive_avg_pool2d(_semantic_map(features), side)
+        x = F.adaptive_avg_pool2d(_semantic_map(features, pixels), side)
         return self._finish(self.linear(x.flatten(2).transpose(1, 2)), side)
 
 
@@ -144,9 +150,10 @@ class QueryResampler(nn.Module):
             raise ValueError(f"visual token count must be >= 1, got {num_tokens}")
         return min(num_tokens, self.max_tokens)
 
-    def forward(self, features: list[torch.Tensor], num_tokens: int) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], num_tokens: int,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
         count = self.tokens_for(num_tokens)
-        x = _semantic_map(features)
+        x = _semantic_map(features, pixels)
         height, width = x.shape[-2:]
         memory = self.stem(x.flatten(2).transpose(1, 2))
         memory = memory + self.pos_proj(sincos_2d(height, width, self.pos_dim, device=x.device, dtype=x.dtype))
