@@ -130,7 +130,7 @@ def test_onnxruntime_fp32_matches_pytorch(predictors):
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_match_head_refusal_ends_the_answer(predictors, backend):
-    """Threshold 0 keeps what the LLM names; threshold 1 refuses the first object: no objects, answer "none";
+    """Threshold 0 keeps what the LLM names; one above every score refuses the first object: no objects, answer "none";
     objects after an accepted first one are the LLM's call whatever their match score."""
     predictor = predictors[backend]
     if not _has_match_head(predictor):
@@ -142,7 +142,8 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
                 predictor.match_threshold = 0.0
                 keep = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("m", index))
                 if keep.objects:
-                    predictor.match_threshold = 1.0
+                    # Above every score: a sure match's float32 probability rounds to exactly 1.0.
+                    predictor.match_threshold = float("inf")
                     refuse = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                     break
             if refuse is not None:
