@@ -25,6 +25,9 @@ Last, the match head's scores on the easiest prompt there is: a scene holding
 one object, asked for by colour and shape ("where is the green triangle?", the
 node's smoke test), where a refusal tells a robot "none" about the only object
 in view; this is what the run-time ``match_threshold`` was chosen against.
+With ``--probe N``, fresh linear probes fitted on N scenes of another held-out
+split say whether the visual tokens carry each attribute at all, before and
+after the LLM.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batching import ATTRIBUTE_NAMES, collate
+from .batching import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, collate
 from .data.scenes import POSITION_WORDS, RELATION_WORDS
 from .evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from .metrics import box_iou, mask_iou
@@ -82,24 +85,33 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
     return ("loose" if ious[target] >= 0.1 else "off"), None
 
 
-def attribute_readout(model, items, *, visual_tokens: int | None = None, frames_per_batch: int = 6) -> dict | None:
-    """Accuracy and mean cross-entropy of the attribute heads on ``items`` ((scene, queries) pairs),
-    for the pixel memory and the visual tokens, over object-owned cells and over all labelled cells;
-    None for a model without the heads (another engine, or a config without ``attribute_heads``)."""
-    if model is None or model.pixel_attributes is None or model.token_attributes is None:
-        return None
+def _frame_passes(model, items, tokens: int, frames_per_batch: int = 6):
+    """Per batch of ``items``: (images, batch, frames, visual tokens as the LLM gets them, the LLM's hidden
+    states at them)."""
     language_model = model.language_model
-    tokens = visual_tokens or model.projector.max_tokens
-    sums = {}  # (side, cells) -> [correct per attribute, count per attribute, cross-entropy sum]
     with torch.no_grad():
         for start in range(0, len(items), frames_per_batch):
             images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
                                     language_model.ids, **model.collate_options)
             frames = model.encode_frames(images)
-            hidden, _, _ = language_model(model.image_prefix(frames, tokens))
+            prefix = model.image_prefix(frames, tokens)
+            hidden, _, _ = language_model(prefix)
+            yield images, batch, frames, model.visual_hidden(prefix), model.visual_hidden(hidden)
+
+
+def attribute_readout(model, items, *, visual_tokens: int | None = None) -> dict | None:
+    """Accuracy and mean cross-entropy of the attribute heads on ``items`` ((scene, queries) pairs),
+    for the pixel memory and the visual tokens, over object-owned cells and over all labelled cells;
+    None for a model without the heads (another engine, or a config without ``attribute_heads``)."""
+    if model is None or model.pixel_attributes is None or model.token_attributes is None:
+        return None
+    sums = {}  # (side, cells) -> [correct per attribute, count per attribute, cross-entropy sum]
+    with torch.no_grad():
+        tokens = visual_tokens or model.projector.max_tokens
+        for images, batch, frames, _, visual in _frame_passes(model, items, tokens):
             for side_name, features, heads, with_centres in (
                     ("pixels", frames.memory, model.pixel_attributes, False),
-                    ("visual_tokens", model.visual_hidden(hidden), model.token_attributes, True)):
+                    ("visual_tokens", visual, model.token_attributes, True)):
                 side = int(round(features.shape[1] ** 0.5))
                 owners = region_owners(batch, images.shape[0], side, with_centres=with_centres)
                 labels = attribute_labels(batch, owners)
@@ -117,6 +129,49 @@ def attribute_readout(model, items, *, visual_tokens: int | None = None, frames_
             "accuracy": round(correct.total() / max(count.total(), 1), 4),
             "cross_entropy": round(loss / max(count.total(), 1), 4),
             "accuracy_by_attribute": {name: round(correct[name] / max(count[name], 1), 4) for name in ATTRIBUTE_NAMES}}
+    return report
+
+
+def _object_cells(model, items, tokens: int):
+    """Features of the visual tokens that own an object (before and after the LLM) and their labels."""
+    before, after, labels = [], [], []
+    for images, batch, _, visual_in, visual_out in _frame_passes(model, items, tokens):
+        owners = region_owners(batch, images.shape[0], int(round(visual_in.shape[1] ** 0.5)), with_centres=True)
+        kept = owners >= 0
+        before.append(visual_in.reshape(-1, visual_in.shape[-1])[kept])
+        after.append(visual_out.reshape(-1, visual_out.shape[-1])[kept])
+        labels.append(attribute_labels(batch, owners)[kept])
+    return {"projector_output": torch.cat(before), "llm_output": torch.cat(after)}, torch.cat(labels)
+
+
+def linear_probes(model, items, *, fit_items, visual_tokens: int | None = None, steps: int = 400) -> dict | None:
+    """Accuracy of fresh linear classifiers of colour, shape and size on the visual tokens that own an
+    object, as the projector hands them to the LLM and as the LLM leaves them: fitted on ``fit_items``,
+    scored on ``items``. A probe no better than the shared attribute head means the tokens lack the
+    attribute, not that the head misreads them. None for a model without the heads."""
+    if model is None or model.token_attributes is None:
+        return None
+    tokens = visual_tokens or model.projector.max_tokens
+    fit_features, fit_labels = _object_cells(model, fit_items, tokens)
+    features, labels = _object_cells(model, items, tokens)
+    generator = torch.Generator().manual_seed(0)
+    report = {"fit_cells": len(fit_labels), "cells": len(labels),
+              # What a probe that learned nothing would score: the share of each attribute's commonest class.
+              "commonest_class": {name: round(float(labels[:, index].bincount().max()) / max(len(labels), 1), 4)
+                                  for index, name in enumerate(ATTRIBUTE_NAMES)}}
+    for stage, train in fit_features.items():
+        mean, scale = train.mean(dim=0), train.std(dim=0) + 1e-6
+        for index, name in enumerate(ATTRIBUTE_NAMES):
+            probe = torch.nn.Linear(train.shape[1], ATTRIBUTE_CLASSES[index])
+            torch.nn.init.normal_(probe.weight, std=0.01, generator=generator)
+            optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-4)
+            for _ in range(steps):
+                optimizer.zero_grad()
+                F.cross_entropy(probe((train - mean) / scale), fit_labels[:, index]).backward()
+                optimizer.step()
+            with torch.no_grad():
+                right = probe((features[stage] - mean) / scale).argmax(dim=-1) == labels[:, index]
+            report.setdefault(stage, {})[name] = round(float(right.float().mean()), 4)
     return report
 
 
@@ -146,7 +201,7 @@ def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
 
 
 def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None,
-             lone: int = 20) -> dict:
+             lone: int = 20, probe_samples: int = 0, probe_seed: int = 7) -> dict:
     families = {family: Counter() for family in FAMILIES}
     sizes = {name: Counter() for name in SIZE_NAMES}
     right_masks: list[float] = []
@@ -187,6 +242,10 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
         "plural": dict(plural),
         "attribute_readout": attribute_readout(predictor.model, items, visual_tokens=visual_tokens),
         "lone_objects": lone_objects(predictor, scenes=lone) if lone else None,
+        "linear_probes": linear_probes(
+            predictor.model, items, visual_tokens=visual_tokens,
+            fit_items=[(s.scene, s.queries) for _, s in held_out_samples(probe_samples, seed=probe_seed)],
+        ) if probe_samples else None,
     }
 
 
@@ -195,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     add_held_out_arguments(parser, samples=100)
     parser.add_argument("--tokens", type=int, default=None, help="visual tokens (default: the model's maximum)")
     parser.add_argument("--lone", type=int, default=20, help="one-object scenes for the match scores (0: skip)")
+    parser.add_argument("--probe", type=int, default=0, metavar="SCENES",
+                        help="fit linear attribute probes on the visual tokens of this many scenes of another "
+                             "held-out split (seed 7) and score them on the diagnosed scenes (0: skip)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     _, predictor = predictor_from_arguments(args)
-    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens, lone=args.lone)
+    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens, lone=args.lone,
+                      probe_samples=args.probe)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -212,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     for side_name, cells in (report["attribute_readout"] or {}).items():
         print(f"attribute heads on {side_name}: " + "  ".join(f"{name} {value}" for name, value in cells.items()))
     print(f"lone objects: {report['lone_objects']}")
+    if report["linear_probes"]:
+        print(f"linear probes on object-owning visual tokens: {report['linear_probes']}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """``ros-pgpt diagnose``: each single-object answer lands in exactly one outcome."""
 from ros_pgpt.checkpoints import default_checkpoint
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.diagnose import OUTCOMES, diagnose, prompt_family, single_outcome, size_bin
+from ros_pgpt.diagnose import OUTCOMES, diagnose, linear_probes, prompt_family, single_outcome, size_bin
 from ros_pgpt.evaluate import held_out_samples
 from ros_pgpt.metrics import box_iou
 from ros_pgpt.predictor import GroundedObject, GroundingResult, Predictor
@@ -66,3 +66,16 @@ def test_report_counts_every_prompt_once():
     assert 0.0 <= lone["score_min"] <= lone["score_median"] <= lone["score_max"] <= 1.0
     assert lone["refused_at"]["0.2"] <= lone["refused_at"]["0.5"] <= 4
     assert predictor.match_threshold == 0.2, "the predictor's threshold is restored"
+    assert report["linear_probes"] is None, "probes are opt-in"
+
+
+def test_linear_probes_read_what_the_visual_tokens_carry():
+    model = Predictor.from_checkpoint(default_checkpoint()).model
+    items = [(s.scene, s.queries) for _, s in held_out_samples(8, seed=3)]
+    fit = [(s.scene, s.queries) for _, s in held_out_samples(30, seed=7)]
+    probes = linear_probes(model, items, fit_items=fit)
+    assert probes["fit_cells"] > probes["cells"] > 0
+    for stage in ("projector_output", "llm_output"):
+        assert set(probes[stage]) == {"colour", "shape", "size"}
+        for name in ("colour", "shape"):  # six and four classes: a probe that learned nothing scores near
+            assert probes[stage][name] > probes["commonest_class"][name] + 0.1, (stage, name, probes)
