@@ -217,6 +217,7 @@ def result_to_msg(result, header, *, score_threshold: float = 0.0, masks: bool =
     out.answer = result.answer
     out.visual_tokens = int(result.visual_tokens)
     out.frame_cached = bool(result.frame_cached)
+    out.rejected = bool(result.rejected)
     timings = dict(result.timings)
     for stage, ms in (extra_ms or {}).items():
         if stage != 'total':

@@ -21,7 +21,7 @@ EXPECTED = {
     GroundedObjectArray: {
         'header': 'std_msgs/Header', 'prompt': 'string', 'answer': 'string',
         'visual_tokens': 'uint16', 'objects': 'sequence<ros_pgpt/GroundedObject>',
-        **{name: 'float' for name in TIMING_FIELDS}, 'frame_cached': 'boolean',
+        **{name: 'float' for name in TIMING_FIELDS}, 'frame_cached': 'boolean', 'rejected': 'boolean',
     },
     Query.Request: {
         'prompt': 'string', 'boxes': 'sequence<float>', 'image': 'sensor_msgs/Image', 'visual_tokens': 'uint16',
@@ -83,6 +83,7 @@ def filled_result():
     for i, name in enumerate(TIMING_FIELDS):
         setattr(result, name, 0.25 + i)
     result.frame_cached = True
+    result.rejected = True
     return result
 
 
@@ -100,7 +101,7 @@ def test_grounded_object_array_round_trip():
     mask = np.frombuffer(bytes(back.objects[0].mask.data), np.uint8).reshape(48, 64)
     np.testing.assert_array_equal(mask, mono8_mask())
     assert back.objects[1].mask.width == 0 and len(back.objects[1].mask.data) == 0
-    assert back.total_ms == pytest.approx(6.25) and back.frame_cached is True
+    assert back.total_ms == pytest.approx(6.25) and back.frame_cached is True and back.rejected is True
     assert back.header.stamp.nanosec == 123456789
 
 

@@ -108,6 +108,10 @@ def test_result_to_msg_threshold_masks_and_timings():
     msg = ros_io.result_to_msg(result, header, score_threshold=0.5, extra_ms={'preprocess': 2.0, 'total': 20.0})
     assert len(msg.objects) == 1 and msg.objects[0].x_max == 20.0
     assert msg.preprocess_ms == 3.0 and msg.total_ms == 20.0 and msg.vision_ms == 0.0  # cached: no vision
+    assert msg.rejected is False
+    refused = GroundingResult(prompt='the blue star', answer='none', visual_tokens=16, frame_cached=True,
+                              objects=[], rejected=1)
+    assert ros_io.result_to_msg(refused, header).rejected is True
     assert msg.objects[0].mask.encoding == 'mono8' and msg.objects[0].mask.header.frame_id == 'cam'
     assert np.array_equal(ros_io.mask_from_image_msg(msg.objects[0].mask), mask)
     boxes_only = ros_io.result_to_msg(result, header, masks=False)

@@ -23,7 +23,8 @@ def format_result(result, round_trip_ms: float | None = None) -> str:
     from ros_pgpt.ros_io import mask_from_image_msg
 
     lines = [f'prompt: {result.prompt!r}   answer: {result.answer!r}   visual tokens: {result.visual_tokens}'
-             f'   frame cached: {"yes" if result.frame_cached else "no"}',
+             f'   frame cached: {"yes" if result.frame_cached else "no"}'
+             f'{"   (object refused by the match head)" if result.rejected else ""}',
              f'frame: {result.header.frame_id or "-"} @ {result.header.stamp.sec}.{result.header.stamp.nanosec:09d}']
     if result.objects:
         lines.append(f'{"#":>2}  {"phrase":<32} {"score":>5}  {"box x0, y0, x1, y1 (px)":<26} {"mask px":>8}')
