@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros_pgpt.modeling.projector import CAbstractor, _semantic_map
+from ros_pgpt.modeling.projector import CAbstractor
 
 
 def supported_counts(max_tokens: int) -> list[int]:
@@ -61,22 +61,16 @@ class FrameGraph(nn.Module):
 
     def __init__(self, model) -> None:
         super().__init__()
-        self.encoder = model.image_encoder
-        self.decoder = model.perception_decoder
-        self.projector = _require_cabstractor(model)
-        self.projector_pixels = model.projector_pixels
+        _require_cabstractor(model)
+        self.model = model
 
     def forward(self, images: torch.Tensor):
-        pyramid = self.encoder(images)
-        memory, mask_map, pixel_map = self.decoder.encode_pixels(pyramid)
-        attn_kv = torch.stack([kv for block in self.decoder.blocks for kv in _attention_kv(block.attn, memory)], 1)
-        projector = self.projector
-        x = projector.stem(_semantic_map(pyramid, pixel_map if self.projector_pixels else None))
-        pos = projector.input_pos
-        if pos.shape[-2:] != x.shape[-2:]:
-            pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        proj_map = projector.before(x + pos)
-        return attn_kv, mask_map, proj_map
+        model = self.model
+        frames = model.encode_frames(images)
+        blocks = model.perception_decoder.blocks
+        attn_kv = torch.stack([kv for block in blocks for kv in _attention_kv(block.attn, frames.memory)], 1)
+        proj_map = model.projector.trunk(frames.pyramid, model.projector_pixel_input(frames))
+        return attn_kv, frames.mask_map, proj_map
 
 
 def _attention_kv(attn: nn.MultiheadAttention, memory: torch.Tensor):

@@ -45,7 +45,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
     semantic_stride = image_encoder.strides[2]
     projector = build_projector(
         config.projector,
-        in_channels=image_encoder.channels[2] + image_encoder.channels[3] + (config.decoder_dim if config.projector_pixels else 0),
+        in_channels=(image_encoder.channels[2] + image_encoder.channels[3]
+                     + (config.decoder_dim if config.projector_pixels else 0)),
         channels=config.projector_channels, out_dim=width, depth=config.projector_depth,
         max_tokens=config.max_visual_tokens, input_side=config.image_size // semantic_stride)
     return GroundingModel(

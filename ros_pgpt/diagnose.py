@@ -87,16 +87,15 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
 
 def _frame_passes(model, items, tokens: int, frames_per_batch: int = 6):
     """Per batch of ``items``: (images, batch, frames, visual tokens as the LLM gets them, the LLM's hidden
-    states at them)."""
+    states at them). Callers turn autograd off around the loop."""
     language_model = model.language_model
-    with torch.no_grad():
-        for start in range(0, len(items), frames_per_batch):
-            images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
-                                    language_model.ids, **model.collate_options)
-            frames = model.encode_frames(images)
-            prefix = model.image_prefix(frames, tokens)
-            hidden, _, _ = language_model(prefix)
-            yield images, batch, frames, model.visual_hidden(prefix), model.visual_hidden(hidden)
+    for start in range(0, len(items), frames_per_batch):
+        images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
+                                language_model.ids, **model.collate_options)
+        frames = model.encode_frames(images)
+        prefix = model.image_prefix(frames, tokens)
+        hidden, _, _ = language_model(prefix)
+        yield images, batch, frames, model.visual_hidden(prefix), model.visual_hidden(hidden)
 
 
 def attribute_readout(model, items, *, visual_tokens: int | None = None) -> dict | None:
@@ -135,12 +134,13 @@ def attribute_readout(model, items, *, visual_tokens: int | None = None) -> dict
 def _object_cells(model, items, tokens: int):
     """Features of the visual tokens that own an object (before and after the LLM) and their labels."""
     before, after, labels = [], [], []
-    for images, batch, _, visual_in, visual_out in _frame_passes(model, items, tokens):
-        owners = region_owners(batch, images.shape[0], int(round(visual_in.shape[1] ** 0.5)), with_centres=True)
-        kept = owners >= 0
-        before.append(visual_in.reshape(-1, visual_in.shape[-1])[kept])
-        after.append(visual_out.reshape(-1, visual_out.shape[-1])[kept])
-        labels.append(attribute_labels(batch, owners)[kept])
+    with torch.no_grad():
+        for images, batch, _, visual_in, visual_out in _frame_passes(model, items, tokens):
+            owners = region_owners(batch, images.shape[0], int(round(visual_in.shape[1] ** 0.5)), with_centres=True)
+            kept = owners >= 0
+            before.append(visual_in.reshape(-1, visual_in.shape[-1])[kept])
+            after.append(visual_out.reshape(-1, visual_out.shape[-1])[kept])
+            labels.append(attribute_labels(batch, owners)[kept])
     return {"projector_output": torch.cat(before), "llm_output": torch.cat(after)}, torch.cat(labels)
 
 

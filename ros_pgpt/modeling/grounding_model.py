@@ -122,17 +122,21 @@ class GroundingModel(nn.Module):
 
     def image_prefix(self, frames: FrameFeatures, num_tokens: int) -> torch.Tensor:
         """(B, n + 3, D) embeddings of ``<bos> <image> visual tokens </image>``."""
-        visual = self.projector(frames.pyramid, num_tokens, frames.pixel_map if self.projector_pixels else None)
+        visual = self.projector(frames.pyramid, num_tokens, self.projector_pixel_input(frames))
         batch = visual.shape[0]
         ids = self.ids
         head = self.language_model.embed(torch.tensor([ids.bos, ids.image_start], device=visual.device))
         tail = self.language_model.embed(torch.tensor([ids.image_end], device=visual.device))
         return torch.cat([head.expand(batch, -1, -1), visual, tail.expand(batch, -1, -1)], dim=1)
 
+    def projector_pixel_input(self, frames: FrameFeatures) -> torch.Tensor | None:
+        """What the projector reads beside the pyramid: the decoder's pixel map with ``projector_pixels``."""
+        return frames.pixel_map if self.projector_pixels else None
+
     @staticmethod
     def visual_hidden(prefix_hidden: torch.Tensor) -> torch.Tensor:
-        """The LLM's hidden states (B, n, D) at the visual tokens of an ``image_prefix``: after
-        ``<bos> <image>``, before ``</image>``."""
+        """The visual-token slice (B, n, D) of a sequence laid out like an ``image_prefix`` (its embeddings
+        or the LLM's hidden states over it): after ``<bos> <image>``, before ``</image>``."""
         return prefix_hidden[:, 2:-1]
 
     # -- training ---------------------------------------------------------

@@ -101,15 +101,19 @@ class CAbstractor(_GridProjector):
         self.after = nn.Sequential(*[ResBlock(channels=channels) for _ in range(depth)])
         self.readout = nn.Sequential(nn.Linear(channels, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, features: list[torch.Tensor], num_tokens: int,
-                pixels: torch.Tensor | None = None) -> torch.Tensor:
-        side = grid_side(num_tokens, self.max_tokens)
+    def trunk(self, features: list[torch.Tensor], pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """The count-independent part (stem, input positions, blocks before pooling): computed once per
+        frame at run time, whatever the visual-token count."""
         x = self.stem(_semantic_map(features, pixels))
         pos = self.input_pos
         if pos.shape[-2:] != x.shape[-2:]:
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.before(x + pos)
-        x = F.adaptive_avg_pool2d(x, side)
+        return self.before(x + pos)
+
+    def forward(self, features: list[torch.Tensor], num_tokens: int,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
+        side = grid_side(num_tokens, self.max_tokens)
+        x = F.adaptive_avg_pool2d(self.trunk(features, pixels), side)
         x = self.after(x)
         return self._finish(self.readout(x.flatten(2).transpose(1, 2)), side)
 
