@@ -21,6 +21,7 @@ import torch
 from .batching import boxes_from_text, encode_prompt, normalize_prompt
 from .metrics import box_iou
 from .modeling.grounding_model import GroundingModel
+from .mask_refine import refine_mask
 from .transforms import Letterbox
 
 
@@ -59,6 +60,7 @@ class GroundingResult:
 @dataclass
 class _Frame:
     key: object
+    image: np.ndarray  # the source RGB image, the guide of mask refinement
     letterbox: Letterbox
     features: object  # the engine's per-frame output (FrameFeatures for PyTorch)
     prefixes: dict  # visual-token count -> LMState of the image prefix (KV cache + length)
@@ -91,12 +93,14 @@ class Predictor:
     ``match_threshold`` is refused: the answer is "none" (the prompt describes
     nothing in the image). A later object on an earlier one's box ends the
     answer: the model has found that object again. An object's score is its
-    match probability, else the probability of its <obj> token.
+    match probability, else the probability of its <obj> token. With
+    ``refine_masks`` each mask's edges are snapped to the image's colour edges
+    (``ros_pgpt.mask_refine``).
     """
 
     def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
                  max_answer_tokens: int | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
-                 match_threshold: float = DEFAULT_MATCH_THRESHOLD,
+                 match_threshold: float = DEFAULT_MATCH_THRESHOLD, refine_masks: bool = True,
                  engine=None) -> None:
         if engine is None:
             if model is None:
@@ -112,6 +116,7 @@ class Predictor:
         self.max_answer_tokens = max_answer_tokens or (12 * max_objects if self.text_coordinates else 12)
         self.mask_threshold = mask_threshold
         self.match_threshold = match_threshold
+        self.refine_masks = refine_masks
         self.device = getattr(engine, "device", torch.device("cpu"))
         self._frame: _Frame | None = None
 
@@ -145,7 +150,7 @@ class Predictor:
         if key is not None and self._frame is not None and self._frame.key == key:
             return True
         letterbox, pixels = self._preprocess(image)
-        self._encode(key, letterbox, pixels)
+        self._encode(key, image, letterbox, pixels)
         return False
 
     def _preprocess(self, image: np.ndarray):
@@ -153,9 +158,9 @@ class Predictor:
         letterbox = Letterbox.for_image(image, self.engine.image_size)
         return letterbox, self.engine.pixels(image, letterbox)
 
-    def _encode(self, key, letterbox: Letterbox, pixels) -> None:
+    def _encode(self, key, image: np.ndarray, letterbox: Letterbox, pixels) -> None:
         features = self.engine.encode_frame(pixels)
-        self._frame = _Frame(key=key, letterbox=letterbox, features=features, prefixes={})
+        self._frame = _Frame(key=key, image=image, letterbox=letterbox, features=features, prefixes={})
 
     def ground(self, image: np.ndarray | None, prompt: str, *, visual_tokens: int | None = None,
                masks: bool = True, boxes=(), key: object = None) -> GroundingResult:
@@ -171,7 +176,7 @@ class Predictor:
         pending = None if cached else self._preprocess(image)
         watch.lap("preprocess")
         if pending is not None:
-            self._encode(key, *pending)
+            self._encode(key, image, *pending)
         frame = self._frame
         watch.lap("vision")
         engine = self.engine
@@ -239,8 +244,14 @@ class Predictor:
         boxes = letterbox.boxes_from_unit(np.stack([np.asarray(o[1], np.float32) for o in objects]))
         planes = None
         if masks:
-            logits = np.stack([np.asarray(o[2], np.float32) for o in objects])
-            planes = letterbox.mask_logits_to_source(logits) > self.mask_threshold
+            grid = np.stack([np.asarray(o[2], np.float32) for o in objects])
+            logits = letterbox.mask_logits_to_source(grid)
+            if self.refine_masks:
+                cell_px = letterbox.side / letterbox.scale / grid.shape[-1]  # source pixels per grid cell
+                planes = [refine_mask(frame.image, plane, threshold=self.mask_threshold, cell_px=cell_px)
+                          for plane in logits]
+            else:
+                planes = logits > self.mask_threshold
         return [GroundedObject(phrase=phrase, score=score, box=tuple(float(v) for v in boxes[i]),
                                mask=None if planes is None else planes[i])
                 for i, (score, _, _) in enumerate(objects)]

@@ -162,7 +162,8 @@ class PerceptionNode(_BaseNode):
         t0 = time.perf_counter()
         try:
             self._predictor = create_predictor(checkpoint, backend=backend,
-                                               match_threshold=self._p('match_threshold'))
+                                               match_threshold=self._p('match_threshold'),
+                                               refine_masks=self._p('refine_masks'))
         except Exception as exc:  # noqa: BLE001 - every load failure is a configure failure
             raise ConfigureError(f'cannot load the model from {checkpoint}: {type(exc).__name__}: {exc}') from exc
         self._validate_all(self._predictor.max_visual_tokens)

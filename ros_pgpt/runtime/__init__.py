@@ -142,7 +142,8 @@ def create_predictor(checkpoint: str | Path | None = None, *, backend: str = "au
     export: True exports when missing even for ``auto``; False never exports
       (an explicit onnxruntime/tensorrt backend then needs an existing export);
       None (default): explicit backends export when missing, ``auto`` does not.
-    options: ``Predictor`` options (max_objects, max_answer_tokens, mask_threshold, match_threshold).
+    options: ``Predictor`` options (max_objects, max_answer_tokens, mask_threshold, match_threshold,
+    refine_masks).
     """
     from ..predictor import Predictor
 
