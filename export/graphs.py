@@ -127,8 +127,10 @@ class ProjectorGraph(nn.Module):
 
     def forward(self, proj_map: torch.Tensor) -> torch.Tensor:
         projector = self.projector
-        batch, channels = proj_map.shape[0], proj_map.shape[1]
-        pooled = torch.matmul(proj_map.flatten(2), self.pool).view(batch, channels, self.side, self.side)
+        batch = proj_map.shape[0]
+        side = self.side
+        pooled = projector.pool(
+            proj_map, lambda m: torch.matmul(m.flatten(2), self.pool).unflatten(2, (side, side)))
         x = projector.after(pooled)
         cells = projector.readout(x.flatten(2).transpose(1, 2))
         # The projector's own tail (position code, output norm) so the graph follows the model code.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 TINY_MODEL = {
     "image_size": 128, "projector_channels": 32, "projector_depth": 1, "projector_pixels": True,
+    "projector_pool_heads": 2,
     "max_visual_tokens": 16,
     "llm_hidden": 64, "llm_layers": 2, "llm_heads": 2, "llm_intermediate": 128, "vocab_size": 400,
     "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2,

@@ -48,7 +48,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         in_channels=(image_encoder.channels[2] + image_encoder.channels[3]
                      + (config.decoder_dim if config.projector_pixels else 0)),
         channels=config.projector_channels, out_dim=width, depth=config.projector_depth,
-        max_tokens=config.max_visual_tokens, input_side=config.image_size // semantic_stride)
+        max_tokens=config.max_visual_tokens, input_side=config.image_size // semantic_stride,
+        pool_heads=config.projector_pool_heads)
     return GroundingModel(
         image_encoder=image_encoder, projector=projector, language_model=language_model,
         perception_encoder=PerceptionEncoder(out_dim=width),

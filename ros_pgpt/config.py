@@ -34,6 +34,11 @@ class ModelConfig:
     # onto the stride-16 grid, no gradient): it is trained with the dense attribute
     # and box losses, while the frozen ImageNet features under it are not.
     projector_pixels: bool = False
+    # C-Abstractor pooling to the grid: 0 = average pooling (Honeybee); k > 0 =
+    # softmax-weighted pooling with k learned score maps, one per group of channels,
+    # so a cell can keep a small object's features instead of averaging them with
+    # the background around it.
+    projector_pool_heads: int = 0
     # Largest visual-token count M; the elastic projector runs at any count
     # up to it (grid projectors use the largest square grid that fits).
     max_visual_tokens: int = 64
@@ -101,6 +106,9 @@ class TrainConfig:
     # Camera resolutions the scenes are rendered at (width, height).
     resolutions: list[list[int]] = field(
         default_factory=lambda: [[640, 480], [640, 480], [1280, 720], [480, 640]])
+    # Probability that a plural prompt describes several objects whenever the scene
+    # allows it (SceneGenerator.plural_several); held-out splits keep the plain draw.
+    plural_several: float = 0.0
     # What trains: vision encoder frozen or not; LLM "full", "lora" (needs
     # model.lora_rank > 0) or "frozen". Projector and perception heads always train.
     train_vision: bool = False

@@ -384,6 +384,25 @@ def test_query_kind_override_and_validation():
         SceneGenerator(min_objects=4, max_objects=2)
 
 
+def test_plural_several_oversamples_plurals_of_several_objects_and_stays_correct():
+    """``plural_several=1``: a plural prompt names two or more objects whenever some description fits
+    two; its prompts are as correct as the plain draw's, which is left as it was."""
+    plain, several = SceneGenerator(query_kinds={"plural": 1.0}), SceneGenerator(query_kinds={"plural": 1.0},
+                                                                                plural_several=1.0)
+    plain_several = oversampled = 0
+    for seed in range(40):
+        smp = several.sample(seed, n_queries=2)
+        attributes = [(o.size, o.colour, o.shape) for o in smp.scene.objects]
+        shared = any(a[i] == b[i] for a, b in itertools.combinations(attributes, 2) for i in range(3))
+        for q in smp.queries:
+            check_query(smp.scene, q)
+            assert (len(q.targets) >= 2) == shared
+            oversampled += len(q.targets) >= 2
+        plain_several += sum(len(q.targets) >= 2 for q in plain.sample(seed, n_queries=2).queries)
+    assert oversampled > 1.5 * plain_several
+    assert SceneGenerator().sample(3).queries == SceneGenerator(plural_several=0.0).sample(3).queries
+
+
 def test_object_count_bounds():
     g = SceneGenerator(min_objects=6, max_objects=6)
     assert all(len(g.sample(s).scene.objects) == 6 for s in range(15))

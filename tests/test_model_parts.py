@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ros_pgpt.batching import MAX_PROMPT_CHARS, collate, encode_prompt
 from ros_pgpt.build import build_model
@@ -93,6 +94,31 @@ def test_c_abstractor_reads_the_pixel_map_in_place():
     assert delta[3, 3] > 3 * delta[0, 0]
     with pytest.raises(RuntimeError):  # the stem expects the pixel channels
         projector(features, 16)
+
+
+def test_c_abstractor_softmax_pooling_starts_as_average_and_can_pick_one_pixel():
+    """``pool_heads``: zero scores pool like the average; a score peak makes a cell read its pixel; the
+    export's matmul form of the average gives the same pooling."""
+    from export.graphs import pooling_matrix
+
+    projector = CAbstractor(in_channels=432, channels=32, out_dim=48, depth=1, max_tokens=16, input_side=8,
+                            pool_heads=2).eval()
+    trunk = torch.randn(1, 32, 8, 8)
+    average = lambda m: F.adaptive_avg_pool2d(m, 3)  # noqa: E731 - a 3x3 grid: windows overlap on 8 pixels
+    torch.testing.assert_close(projector.pool(trunk, average), average(trunk))
+    with torch.no_grad():
+        projector.pool_scores.weight.zero_()
+        projector.pool_scores.weight[0, 0] = 100.0  # head 0 scores channel 0 of the trunk
+    trunk[:, 0] = -1.0
+    trunk[:, 0, 0, 0] = 1.0  # one pixel in the top-left cell stands out
+    pooled = projector.pool(trunk, average)
+    torch.testing.assert_close(pooled[0, :16, 0, 0], trunk[0, :16, 0, 0], atol=1e-3, rtol=1e-3)  # head 0: the pixel
+    torch.testing.assert_close(pooled[0, 16:, 0, 0], average(trunk)[0, 16:, 0, 0])  # head 1: still the mean
+    matrix = pooling_matrix(8, 8, 3)
+    torch.testing.assert_close(projector.pool(trunk, lambda m: (m.flatten(2) @ matrix).unflatten(2, (3, 3))),
+                               pooled, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="must divide"):
+        CAbstractor(in_channels=432, channels=32, out_dim=48, depth=1, max_tokens=16, input_side=8, pool_heads=3)
 
 
 def test_resampler_prefix_property():

@@ -435,6 +435,9 @@ class SceneGenerator:
             default :data:`DEFAULT_QUERY_WEIGHTS`.
         verbose_prob: probability that a "single" query uses a random longer
             (still unambiguous) description instead of a shortest one.
+        plural_several: probability that a "plural" query describes several
+            objects whenever the scene allows it (training can oversample them;
+            0 leaves the draw, and so every held-out split, as it was).
         min_visible_fraction: every object keeps at least this fraction visible.
         lighting: apply brightness/contrast, illumination gradient, noise, blur.
     """
@@ -442,7 +445,7 @@ class SceneGenerator:
     def __init__(self, *, resolutions: Sequence[tuple[int, int]] = ((640, 480),),
                  min_objects: int = 1, max_objects: int = 6,
                  query_kinds: Mapping[str, float] | None = None,
-                 verbose_prob: float = 0.3,
+                 verbose_prob: float = 0.3, plural_several: float = 0.0,
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION,
                  lighting: bool = True):
         self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
@@ -463,6 +466,7 @@ class SceneGenerator:
             raise ValueError("query_kinds weights must be >= 0 with a positive sum")
         self.query_weights = w / w.sum()
         self.verbose_prob = float(verbose_prob)
+        self.plural_several = float(plural_several)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
 
@@ -554,7 +558,7 @@ class SceneGenerator:
 
     # ----------------------------------------------------------------- queries
     def queries(self, scene: Scene, rng: np.random.Generator, n: int) -> list[Query]:
-        ctx = _QueryContext(scene, rng, self.verbose_prob)
+        ctx = _QueryContext(scene, rng, self.verbose_prob, self.plural_several)
         out: list[Query] = []
         seen: set[str] = set()
         for _ in range(n):
@@ -569,12 +573,13 @@ class SceneGenerator:
 
 
 class _QueryContext:
-    def __init__(self, scene: Scene, rng, verbose_prob: float):
+    def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0):
         H, W = scene.image.shape[:2]
         self.W, self.H = W, H
         self.margin = POSITION_MARGIN * min(W, H) / REFERENCE_SIDE
         self.rng = rng
         self.verbose_prob = verbose_prob
+        self.plural_several = plural_several
         self.attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
         self.boxes = [tuple(float(v) for v in o.box) for o in scene.objects]
         self.centres = [(0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])) for b in self.boxes]
@@ -694,15 +699,24 @@ class _QueryContext:
     def plural(self):
         if self.n == 0:
             return None
-        t = int(self.rng.integers(self.n))
-        if self.rng.random() < 0.05:
-            mask = _ATTR_MASKS[0]
+        several = self._describing_several() if self.plural_several and self.rng.random() < self.plural_several else []
+        if several:
+            d = self.pick(several)
         else:
-            mask = _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))]
-        d = _desc(self.attrs[t], mask)
+            t = int(self.rng.integers(self.n))
+            if self.rng.random() < 0.05:
+                mask = _ATTR_MASKS[0]
+            else:
+                mask = _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))]
+            d = _desc(self.attrs[t], mask)
         targets = _sort_targets(self.matches(d), self.centres)
         phrase, prompt = self._plural_phrase(d)
         return Query(kind="plural", prompt=prompt, targets=targets, phrase=phrase)
+
+    def _describing_several(self) -> list:
+        """Every description (one to three attributes) that fits two or more objects, in a fixed order."""
+        found = {_desc(a, mask) for a in self.attrs for mask in _ATTR_MASKS[1:]}
+        return sorted((d for d in found if len(self.matches(d)) >= 2), key=lambda d: tuple(v or "" for v in d))
 
     # absent -------------------------------------------------------------------
     def absent(self):

@@ -5,7 +5,8 @@ visual-token count up to ``max_tokens``; training draws the count per step.
 
 - ``CAbstractor`` (Honeybee): residual conv blocks, adaptive pooling to an
   n x n grid, more residual conv blocks, an MLP readout, and a 2-D position
-  code per output cell, so spatial layout survives the projector.
+  code per output cell, so spatial layout survives the projector. The pooling
+  is an average, or (``pool_heads``) softmax-weighted by learned score maps.
 
 Every projector ends in a LayerNorm: the LLM's RMSNorm divides the gradient
 reaching a token by that token's scale, and unnormalised readouts of
@@ -88,12 +89,30 @@ class _GridProjector(nn.Module):
         return self.out_norm(self.positions(cells, side))
 
 
+# Bound on the pooling score maps' log-weights: a cell can weight one pixel up to e^(2 x 5) ~ 22000 times
+# another, and exp() needs no max subtraction (no per-window reduction, exact under any pooling).
+POOL_LOG_WEIGHT = 5.0
+
+
 class CAbstractor(_GridProjector):
-    """Honeybee's convolutional abstractor with an elastic output grid."""
+    """Honeybee's convolutional abstractor with an elastic output grid.
+
+    ``pool_heads`` = 0 pools to the grid by averaging. With k > 0 a 1x1 conv
+    gives k score maps; the channels fall into k groups, and each group is
+    pooled as an average weighted by exp(its score map), so a cell can keep
+    the features of the object it holds rather than their mean with the
+    background. The scores start at zero: training starts from average pooling.
+    """
 
     def __init__(self, *, in_channels: int, channels: int, out_dim: int, depth: int,
-                 max_tokens: int, input_side: int) -> None:
+                 max_tokens: int, input_side: int, pool_heads: int = 0) -> None:
         super().__init__(out_dim=out_dim, max_tokens=max_tokens)
+        if pool_heads and channels % pool_heads:
+            raise ValueError(f"pool_heads={pool_heads} must divide projector channels {channels}")
+        self.pool_scores = nn.Conv2d(channels, pool_heads, 1) if pool_heads else None
+        if self.pool_scores is not None:
+            nn.init.zeros_(self.pool_scores.weight)
+            nn.init.zeros_(self.pool_scores.bias)
         self.stem = nn.Conv2d(in_channels, channels, 1)
         self.input_pos = nn.Parameter(torch.zeros(1, channels, input_side, input_side))
         nn.init.trunc_normal_(self.input_pos, std=0.02)
@@ -110,10 +129,20 @@ class CAbstractor(_GridProjector):
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.before(x + pos)
 
+    def pool(self, x: torch.Tensor, average) -> torch.Tensor:
+        """Trunk map (B, C, H, W) -> grid (B, C, n, n), given ``average`` (B, c, H, W) -> (B, c, n, n):
+        adaptive average pooling in training, a matmul with its matrix in the export."""
+        if self.pool_scores is None:
+            return average(x)
+        weights = torch.exp(POOL_LOG_WEIGHT * torch.tanh(self.pool_scores(x) / POOL_LOG_WEIGHT))  # (B, k, H, W)
+        grouped = x.unflatten(1, (weights.shape[1], -1)) * weights.unsqueeze(2)  # (B, k, C/k, H, W)
+        pooled = average(grouped.flatten(1, 2)).unflatten(1, (weights.shape[1], -1))
+        return (pooled / average(weights).unsqueeze(2)).flatten(1, 2)
+
     def forward(self, features: list[torch.Tensor], num_tokens: int,
                 pixels: torch.Tensor | None = None) -> torch.Tensor:
         side = grid_side(num_tokens, self.max_tokens)
-        x = F.adaptive_avg_pool2d(self.trunk(features, pixels), side)
+        x = self.pool(self.trunk(features, pixels), lambda m: F.adaptive_avg_pool2d(m, side))
         x = self.after(x)
         return self._finish(self.readout(x.flatten(2).transpose(1, 2)), side)
 
@@ -174,10 +203,13 @@ PROJECTORS = {"c_abstractor": CAbstractor, "linear": LinearProjector, "resampler
 
 
 def build_projector(name: str, *, in_channels: int, channels: int, out_dim: int, depth: int,
-                    max_tokens: int, input_side: int) -> nn.Module:
+                    max_tokens: int, input_side: int, pool_heads: int = 0) -> nn.Module:
     try:
         cls = PROJECTORS[name]
     except KeyError:
         raise ValueError(f"unknown projector {name!r}: choose from {sorted(PROJECTORS)}") from None
+    if pool_heads and cls is not CAbstractor:
+        raise ValueError("projector_pool_heads needs the c_abstractor projector")
+    options = {"pool_heads": pool_heads} if pool_heads else {}
     return cls(in_channels=in_channels, channels=channels, out_dim=out_dim, depth=depth,
-               max_tokens=max_tokens, input_side=input_side)
+               max_tokens=max_tokens, input_side=input_side, **options)
