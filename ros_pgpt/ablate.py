@@ -56,7 +56,8 @@ def variants(max_tokens: int) -> dict[str, tuple[dict, dict, list[int]]]:
     for count in fixed_counts(max_tokens):
         table[f"c_abstractor_fixed{count}"] = ({}, {"visual_token_choices": [count]}, [count])
     for projector in ("linear", "resampler"):
-        table[f"{projector}_fixed{max_tokens}"] = ({"projector": projector},
+        # The baselines pool by averaging: learned pooling weights are the C-Abstractor's.
+        table[f"{projector}_fixed{max_tokens}"] = ({"projector": projector, "projector_pool_heads": 0},
                                                    {"visual_token_choices": [max_tokens]}, [max_tokens])
     for name, model_over in DECODER_STEPS[1:]:
         table[name] = (model_over, per_count, [max_tokens])

@@ -60,7 +60,7 @@ def test_variants_share_everything_but_their_own_switch():
     assert fixed_counts(64) == [4, 16, 64]
     assert table["perception_elastic"][1]["visual_token_choices"] == [4, 9, 16, 25, 36, 49, 64]
     assert table["c_abstractor_fixed16"] == ({}, {"visual_token_choices": [16]}, [16])
-    assert table["resampler_fixed64"][0] == {"projector": "resampler"}
+    assert table["resampler_fixed64"][0] == {"projector": "resampler", "projector_pool_heads": 0}
     assert table["text_coordinates_elastic"][0] == {"answer_format": "text_coordinates"}
     assert table["pixel_votes_elastic"][0] == {"attribute_heads": True, "box_readout": "pixel_votes"}
     assert table["attribute_heads_elastic"][1:] == (table["perception_elastic"][1], [64])
