@@ -80,7 +80,8 @@ def refine_mask(image: np.ndarray, logits: np.ndarray, *, threshold: float, cell
     grown by two radii, is filtered. ``cell_px`` is the size of one mask-grid cell
     in source pixels.
     """
-    rows, cols = np.nonzero(logits > threshold)
+    unrefined = logits > threshold
+    rows, cols = np.nonzero(unrefined)
     out = np.zeros(logits.shape, dtype=bool)
     if rows.size == 0:
         return out
@@ -95,8 +96,10 @@ def refine_mask(image: np.ndarray, logits: np.ndarray, *, threshold: float, cell
     snapped = guided_filter(guide, probability, radius, eps, subsample=subsample) > 0.5
     # Where the image has no edge the filter only smooths the mask, which would erode it: a small object on
     # a like-coloured table could vanish.
-    plain = (probability > 0.5).astype(np.uint8)
+    plain = unrefined[y0:y1, x0:x1]
     window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    bounded = (snapped | cv2.erode(plain, window).astype(bool)) & cv2.dilate(plain, window).astype(bool)
-    out[y0:y1, x0:x1] = bounded if bounded.any() else plain.astype(bool)
+    core = cv2.erode(plain.astype(np.uint8), window).astype(bool)
+    reach = cv2.dilate(plain.astype(np.uint8), window).astype(bool)
+    bounded = (snapped | core) & reach
+    out[y0:y1, x0:x1] = bounded if bounded.any() else plain
     return out

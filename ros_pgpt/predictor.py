@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .batching import boxes_from_text, encode_prompt, normalize_prompt
+from .mask_refine import refine_mask
 from .metrics import box_iou
 from .modeling.grounding_model import GroundingModel
-from .mask_refine import refine_mask
 from .transforms import Letterbox
 
 
