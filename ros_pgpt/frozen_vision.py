@@ -37,6 +37,8 @@ class OrtImageEncoder:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Spinning workers would hold the cores for the PyTorch ops that run right after each call.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -170,7 +170,7 @@ class GroundingModel(nn.Module):
         prefix_len = prefix.shape[1]
         cache = DynamicCache()
         prefix_hidden, _, _ = self.language_model(prefix, past_key_values=cache)
-        cache.batch_select_indices(batch.scene_index)
+        _select_frames(cache, batch.scene_index)
         embeds = self.text_embeddings(batch)
         rows = embeds.shape[0]
         attention = torch.cat([batch.text_mask.new_ones(rows, prefix_len), batch.text_mask], dim=1)
@@ -232,6 +232,15 @@ class GroundingModel(nn.Module):
             if covered.any():
                 losses["box_votes"] = F.l1_loss(votes[covered], batch.object_boxes[owners[covered]])
         return losses
+
+
+def _select_frames(cache, index: torch.Tensor) -> None:
+    """Give every prompt (row) its frame's KV cache, ``index`` naming each row's frame. ``index_select``
+    instead of the cache's own fancy indexing: its backward (``index_add``) is ~4x faster than the
+    accumulating ``index_put`` that indexing backs onto."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, index)
+        layer.values = layer.values.index_select(0, index)
 
 
 def _balanced_bce(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
