@@ -38,6 +38,7 @@ COMMANDS = {
     'record': ('ros_pgpt.bags:record_main', "record topics (default: the node's detections) into a bag"),
     'replay': ('ros_pgpt.bags:replay_main', 'publish a ROS 2 bag (mcap/sqlite3) with its original timing'),
     'train': ('ros_pgpt.train:main', 'train the grounding model from a config file'),
+    'train-bench': ('ros_pgpt.train_bench:main', "where a training step's time goes: median ms per stage"),
 }
 
 

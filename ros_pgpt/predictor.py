@@ -67,7 +67,9 @@ class _Frame:
     prefixes: dict  # visual-token count -> LMState of the image prefix (KV cache + length)
 
 
-class _Stopwatch:
+class Stopwatch:
+    """Milliseconds per stage: ``lap(stage)`` adds the time since the previous lap to ``timings[stage]``."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
         self._last = time.perf_counter()
@@ -169,7 +171,7 @@ class Predictor:
 
         ``boxes`` (source pixels) fill "<box>" placeholders in the prompt.
         """
-        watch = _Stopwatch()
+        watch = Stopwatch()
         count = self.tokens_for(visual_tokens)
         if image is None and self._frame is None:
             raise ValueError("no image: pass one or call set_image first")
@@ -203,7 +205,7 @@ class Predictor:
             frame.prefixes[count] = self.engine.image_prefix(frame.features, count)
         return frame.prefixes[count]
 
-    def _generate(self, frame: _Frame, encoded, state, watch: _Stopwatch):
+    def _generate(self, frame: _Frame, encoded, state, watch: Stopwatch):
         engine, ids = self.engine, self.engine.ids
         embeds = engine.embed(encoded.ids, encoded.box_positions, encoded.boxes)
         state, hidden, logits = engine.forward(state, embeds)

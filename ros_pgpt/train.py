@@ -118,6 +118,47 @@ def load_train_state(directory: Path, optimizer: torch.optim.Optimizer) -> tuple
     return int(meta["step"]), float(meta["elapsed_s"])
 
 
+def new_model(model_config: ModelConfig, train_config: TrainConfig):
+    """A freshly initialised model, its tokenizer trained on the generator's text (``train.seed``)."""
+    from .data.corpus import text_corpus
+
+    texts = text_corpus(train_config.tokenizer_corpus_samples, seed=train_config.seed)
+    # "none" is an answer, not a prompt word: repeat it so BPE gives it one token.
+    texts += [NONE_ANSWER] * (len(texts) // 20)
+    if model_config.answer_format == "text_coordinates":
+        texts += coordinate_corpus(len(texts) // 4, seed=train_config.seed)
+    return build_model(model_config, tokenizer_texts=texts)
+
+
+def train_step(model, optimizer: torch.optim.Optimizer, train: TrainConfig, generator, step: int, *, rank: int = 0,
+               device: str = "cpu", frozen_encoder=None, wrapped=None, lap=None):
+    """One optimizer step on step ``step``'s scenes: (losses, weighted total, visual-token count).
+
+    ``wrapped``: the module to call (DDP's wrapper; default ``model``). ``lap(stage)`` is called
+    after each stage (scenes, collate, encoder, forward, backward, optimizer): ``train-bench`` times them.
+    """
+    lap = lap or (lambda stage: None)
+    items = step_items(generator, train, step, rank)
+    lap("scenes")
+    images, batch = collate(items, model.language_model.tokenizer, model.ids, **model.collate_options)
+    images = images.to(device)
+    batch = type(batch)(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
+    lap("collate")
+    count = step_token_count(train, step)
+    pyramid = frozen_encoder(images) if frozen_encoder else None
+    lap("encoder")
+    losses = (wrapped or model)(images, batch, count, pyramid=pyramid)
+    total = sum(getattr(train, f"{name}_weight") * value for name, value in losses.items())
+    lap("forward")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    lap("backward")
+    torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+    optimizer.step()
+    lap("optimizer")
+    return losses, total, count
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -134,7 +175,6 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     """
     from tqdm import tqdm
 
-    from .data.corpus import text_corpus
     from .evaluate import evaluate_model
 
     rank, world = _distributed()
@@ -149,12 +189,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         model_config = read_model_config(out_dir)
         model = load_model(out_dir)
     else:
-        texts = text_corpus(train_config.tokenizer_corpus_samples, seed=train_config.seed)
-        # "none" is an answer, not a prompt word: repeat it so BPE gives it one token.
-        texts += [NONE_ANSWER] * (len(texts) // 20)
-        if model_config.answer_format == "text_coordinates":
-            texts += coordinate_corpus(len(texts) // 4, seed=train_config.seed)
-        model = build_model(model_config, tokenizer_texts=texts)
+        model = new_model(model_config, train_config)
     model.to(device)
     configure_trainable(model, train_config)
     optimizer = build_optimizer(model, train_config)
@@ -162,9 +197,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     wrapped = model
     if world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    frozen_encoder = _ort_encoder(model, train_config, device) if not train_config.train_vision else None
+    frozen_encoder = ort_encoder(model, train_config, device) if not train_config.train_vision else None
     generator = scene_generator(train_config)
-    tokenizer, ids = model.language_model.tokenizer, model.ids
     history: list[dict] = []
     log_path = out_dir / "train_log.jsonl"
     if rank == 0:
@@ -178,18 +212,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
         set_train_mode(model, train_config)
         for group, base in zip(optimizer.param_groups, (train_config.lr, train_config.llm_lr)):
             group["lr"] = base * lr_factor(train_config, step)
-        images, batch = collate(step_items(generator, train_config, step, rank), tokenizer, ids,
-                                **model.collate_options)
-        images = images.to(device)
-        batch = type(batch)(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
-        count = step_token_count(train_config, step)
-        pyramid = frozen_encoder(images) if frozen_encoder else None
-        losses = wrapped(images, batch, count, pyramid=pyramid)
-        total = sum(getattr(train_config, f"{name}_weight") * value for name, value in losses.items())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
+        losses, total, count = train_step(model, optimizer, train_config, generator, step, rank=rank, device=device,
+                                          frozen_encoder=frozen_encoder, wrapped=wrapped)
         for name, value in losses.items():
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
         if rank == 0:
@@ -221,7 +245,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     return {"steps": train_config.steps, "train_wall_s": round(wall, 1), "history": history}
 
 
-def _ort_encoder(model, train: TrainConfig, device: str):
+def ort_encoder(model, train: TrainConfig, device: str):
     """ONNX Runtime for the frozen encoder on CPU (3-5x faster than eager); None on GPU."""
     if not str(device).startswith("cpu"):
         return None

@@ -112,3 +112,19 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert checkpoint_metadata(tmp_path / "run")["step"] == 6
     log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
     assert len(log) == 6  # rank 0 alone writes the log
+
+
+def test_train_bench_times_every_stage_of_real_steps(tmp_path):
+    """``ros-pgpt train-bench``: real training steps of a config, each stage timed."""
+    report_path = tmp_path / "train_bench.json"
+    run = run_cli("train-bench", "--config", str(TINY_CONFIG), "--steps", "3", "--warmup", "1",
+                  "--json", str(report_path))
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    median = report["median_ms"]
+    stages = ("scenes", "collate", "encoder", "forward", "backward", "optimizer")
+    assert all(median[stage] > 0 for stage in stages), median
+    assert median["forward"] + median["backward"] < median["step"]
+    assert report["config_steps"] == 30 and report["projected_run_s"] == round(median["step"] * 30 / 1000)
+    bad = run_cli("train-bench", "--config", str(TINY_CONFIG), "--steps", "0")
+    assert bad.returncode == 2 and "--steps" in bad.stderr
