@@ -10,6 +10,7 @@ Three sources behind one wrapper:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,10 @@ class LanguageModel(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.ids = TokenIds.from_tokenizer(tokenizer)
+        # transformers 5.24 renamed the backbone's past_key_values argument and output to cache (the old name
+        # warns on every call and goes in 5.40); pass whichever this version's backbone takes.
+        parameters = inspect.signature(model.model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     @property
     def hidden_size(self) -> int:
@@ -103,9 +108,9 @@ class LanguageModel(nn.Module):
         """Returns (last hidden states, logits, cache)."""
         backbone = self.model.model
         out = backbone(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                       past_key_values=past_key_values, use_cache=past_key_values is not None)
+                       use_cache=past_key_values is not None, **{self._cache_argument: past_key_values})
         hidden = out.last_hidden_state
-        return hidden, self.model.lm_head(hidden), out.past_key_values
+        return hidden, self.model.lm_head(hidden), getattr(out, self._cache_argument)
 
 
 def build_language_model(config, tokenizer_texts: list[str] | None = None,
