@@ -484,3 +484,24 @@ def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
     assert float(match[0, 0]) == pytest.approx(10.0, abs=1e-3)
     kept, dropped = TWO_PLACES[preferred], TWO_PLACES[1 - preferred]
     assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 29).all()
+
+
+def test_layernorm2d_normalizes_each_pixel_over_channels():
+    """The fused channels-last path computes the textbook per-pixel LayerNorm, values and gradients."""
+    from ros_pgpt.modeling.common import LayerNorm2d
+
+    torch.manual_seed(0)
+    norm = LayerNorm2d(16)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 16, 5, 7, requires_grad=True)
+    mean = x.mean(1, keepdim=True)
+    variance = (x - mean).pow(2).mean(1, keepdim=True)
+    expected = (x - mean) / torch.sqrt(variance + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+    out = norm(x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    (grad_out,) = torch.autograd.grad(out.square().sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(grad_out, grad_expected, atol=1e-4, rtol=1e-4)
