@@ -3,8 +3,9 @@
 Builds a fresh model from the config and runs ``--steps`` real training steps
 on the CPU (the trainer's own ``train_step``: generated scenes, collate, the
 frozen encoder on ONNX Runtime, forward, backward, optimizer) after
-``--warmup``, timing each stage. Reports the median ms per stage and per step, and what the
-config's ``train.steps`` would take at that median (evaluations excluded).
+``--warmup``, timing each stage. Reports the median ms per stage and per step,
+and what the config's ``train.steps`` would take at that median (evaluations
+excluded).
 The visual-token count follows the config's per-step draw, so steps differ:
 read medians, and compare code changes within one invocation's machine state.
 """

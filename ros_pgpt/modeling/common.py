@@ -17,8 +17,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The fused kernel on a channels-last view: ~5x less time and memory traffic than the
-        # mean/var/divide chain on the decoder's large stride-4 map, forward and backward.
+        # The fused kernel on a channels-last view instead of a mean/var/divide chain: on the decoder's
+        # stride-4 map (6x128x80x80 a training step) forward + backward with the GELU after it took
+        # 53 ms instead of 82 on the 2-core CPU.
         normed = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
         return normed.permute(0, 3, 1, 2)
 
