@@ -93,6 +93,10 @@ class TrainConfig:
     """One training run: data mix, schedule, what is frozen."""
 
     steps: int = 3000
+    # Wall-clock budget in seconds (0 = none): the schedule's progress is the larger of the steps'
+    # and the wall time's share, and the run ends when either is spent, so a slow machine ends on
+    # a fully decayed learning rate within the budget. Steps then depend on the machine's speed.
+    time_budget_s: float = 0.0
     scenes_per_step: int = 8
     queries_per_scene: int = 6
     lr: float = 1e-3

@@ -90,11 +90,18 @@ def build_optimizer(model, train: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=train.weight_decay)
 
 
-def lr_factor(train: TrainConfig, step: int) -> float:
+def schedule_progress(train: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """How far the cosine schedule is after warmup, 0 to 1: by steps, or by wall time under a budget."""
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    if train.time_budget_s > 0:
+        progress = max(progress, elapsed / train.time_budget_s)
+    return min(1.0, progress)
+
+
+def lr_factor(train: TrainConfig, step: int, elapsed: float = 0.0) -> float:
     if step < train.warmup_steps:
         return (step + 1) / train.warmup_steps
-    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * schedule_progress(train, step, elapsed)))
 
 
 def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, step: int, elapsed: float) -> None:
@@ -208,22 +215,27 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
                disable=not progress or rank != 0, dynamic_ncols=True)
     began = time.perf_counter() - elapsed
     running: dict[str, float] = {}
+    steps_done = start
     for step in bar:
+        factor = lr_factor(train_config, step, _shared_elapsed(time.perf_counter() - began, world))
         set_train_mode(model, train_config)
         for group, base in zip(optimizer.param_groups, (train_config.lr, train_config.llm_lr)):
-            group["lr"] = base * lr_factor(train_config, step)
+            group["lr"] = base * factor
         losses, total, count = train_step(model, optimizer, train_config, generator, step, rank=rank, device=device,
                                           frozen_encoder=frozen_encoder, wrapped=wrapped)
+        # The last step: the schedule's, or the last one the wall-clock budget has room for.
+        last = step + 1 == train_config.steps or bool(train_config.time_budget_s) and _shared_elapsed(
+            time.perf_counter() - began, world) >= train_config.time_budget_s
         for name, value in losses.items():
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
         if rank == 0:
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()} | {"n": count})
             if (step + 1) % train_config.log_every == 0:
                 record = {"step": step + 1, "elapsed_s": round(time.perf_counter() - began, 1), "tokens": count,
-                          "loss": round(total.item(), 4)} | {k: round(v.item(), 4) for k, v in losses.items()}
+                          "lr_factor": round(factor, 4), "loss": round(total.item(), 4)}
+                record |= {k: round(v.item(), 4) for k, v in losses.items()}
                 with log_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
-            last = step + 1 == train_config.steps
             if (step + 1) % train_config.eval_every == 0 or last:
                 metrics = evaluate_model(model, samples=train_config.eval_samples,
                                          token_counts=[model.projector.max_tokens], seed=train_config.seed)
@@ -231,7 +243,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
                 with (out_dir / "eval_history.jsonl").open("a") as handle:
                     handle.write(json.dumps(history[-1]) + "\n")
                 bar.write(f"step {step + 1}: {json.dumps(metrics)}")
-            if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == end:
+            if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == end or last:
                 elapsed = time.perf_counter() - began
                 save_checkpoint(model, out_dir, config=model_config,
                                 metadata={"step": step + 1, "train_wall_s": round(elapsed, 1),
@@ -239,10 +251,22 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
                 save_train_state(out_dir, optimizer, step + 1, elapsed)
         if world > 1:
             dist.barrier()
+        steps_done = step + 1
+        if last:
+            break
     wall = time.perf_counter() - began
     if world > 1:
         dist.destroy_process_group()
-    return {"steps": train_config.steps, "train_wall_s": round(wall, 1), "history": history}
+    return {"steps": steps_done, "train_wall_s": round(wall, 1), "history": history}
+
+
+def _shared_elapsed(elapsed: float, world: int) -> float:
+    """Rank 0's elapsed seconds on every rank, so all ranks share one learning rate and stop together."""
+    if world == 1:
+        return elapsed
+    value = torch.tensor([elapsed], dtype=torch.float64)
+    dist.broadcast(value, src=0)
+    return float(value.item())
 
 
 def ort_encoder(model, train: TrainConfig, device: str):
@@ -266,12 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="override train.time_budget_s (0: none, the run takes all its steps)")
     parser.add_argument("--stop-after", type=int, help="checkpoint and stop after N steps (continue with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     model_config, train_config = load_config(args.config)
     if args.steps:
         train_config.steps = args.steps
+    if args.time_budget is not None:
+        if args.time_budget < 0:
+            parser.error("--time-budget must be >= 0")
+        train_config.time_budget_s = args.time_budget
     if (Path(args.out) / WEIGHTS_FILE).exists() and not args.resume:
         parser.error(f"{args.out} already holds a checkpoint: pass --resume or choose another --out")
     result = train(model_config, train_config, Path(args.out), resume=args.resume, device=args.device,

@@ -5,7 +5,7 @@ on the CPU (the trainer's own ``train_step``: generated scenes, collate, the
 frozen encoder on ONNX Runtime, forward, backward, optimizer) after
 ``--warmup``, timing each stage. Reports the median ms per stage and per step,
 and what the config's ``train.steps`` would take at that median (evaluations
-excluded).
+excluded), or with ``train.time_budget_s`` how many steps fit in it.
 The visual-token count follows the config's per-step draw, so steps differ:
 read medians, and compare code changes within one invocation's machine state.
 """
@@ -48,8 +48,12 @@ def bench_steps(config: str, *, steps: int, warmup: int) -> dict:
         if step >= warmup:
             records.append(record)
     median = {stage: round(float(np.median([r[stage] for r in records])), 1) for stage in STAGES + ("step",)}
-    return {"config": config, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(), "median_ms": median,
-            "projected_run_s": round(median["step"] * train_config.steps / 1000.0), "config_steps": train_config.steps}
+    report = {"config": config, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads(),
+              "median_ms": median, "projected_run_s": round(median["step"] * train_config.steps / 1000.0),
+              "config_steps": train_config.steps}
+    if train_config.time_budget_s:
+        report["steps_in_budget"] = min(train_config.steps, int(train_config.time_budget_s * 1000.0 / median["step"]))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from ros_pgpt.build import WEIGHTS_FILE, checkpoint_metadata, load_model
 from ros_pgpt.config import load_config
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.predictor import Predictor
-from ros_pgpt.train import train
+from ros_pgpt.train import lr_factor, train
 
 from conftest import TINY_CONFIG
 
@@ -95,6 +95,25 @@ def test_eval_cli_reports_every_metric(trained):
         assert set(metrics) >= {"acc50", "miou", "plural_f1", "absent_acc", "latency_ms_p50"}
 
 
+def test_time_budget_ends_the_run_on_a_decayed_schedule(tmp_path):
+    """``train.time_budget_s``: the run stops when the wall-clock budget is spent, long before its
+    steps, evaluates and checkpoints that last step, and its learning rate has decayed by then."""
+    model_config, train_config = load_config(TINY_CONFIG)
+    train_config.steps, train_config.time_budget_s = 100_000, 6.0
+    result = train(model_config, train_config, tmp_path, progress=False)
+    steps = checkpoint_metadata(tmp_path)["step"]
+    assert train_config.warmup_steps < steps == result["steps"] < 100_000
+    assert result["history"][-1]["step"] == steps
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == steps and log[-1]["elapsed_s"] >= 6.0
+    assert log[-1]["lr_factor"] < 0.2 < log[train_config.warmup_steps]["lr_factor"]
+    # Progress is the larger share, of the steps or of the budget: half the budget is the cosine's middle.
+    assert lr_factor(train_config, 1000, elapsed=3.0) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert lr_factor(train_config, 1000, elapsed=6.0) == pytest.approx(0.05)
+    train_config.time_budget_s = 0.0
+    assert lr_factor(train_config, 1000, elapsed=1e6) > 0.99
+
+
 def test_ddp_two_cpu_processes(tmp_path):
     """torchrun with 2 processes on gloo trains and writes one checkpoint."""
     config = tmp_path / "ddp.yaml"
@@ -128,3 +147,9 @@ def test_train_bench_times_every_stage_of_real_steps(tmp_path):
     assert report["config_steps"] == 30 and report["projected_run_s"] == round(median["step"] * 30 / 1000)
     bad = run_cli("train-bench", "--config", str(TINY_CONFIG), "--steps", "0")
     assert bad.returncode == 2 and "--steps" in bad.stderr
+    budgeted = tmp_path / "budgeted.yaml"
+    budgeted.write_text(TINY_CONFIG.read_text().replace("  steps: 30\n", "  steps: 30\n  time_budget_s: 0.5\n"))
+    run = run_cli("train-bench", "--config", str(budgeted), "--steps", "2", "--warmup", "1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout[run.stdout.index("{"):])
+    assert report["steps_in_budget"] == min(30, int(500 / report["median_ms"]["step"]))
