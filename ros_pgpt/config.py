@@ -113,13 +113,6 @@ class TrainConfig:
     # Probability that a plural prompt describes several objects whenever the scene
     # allows it (SceneGenerator.plural_several); held-out splits keep the plain draw.
     plural_several: float = 0.0
-    # Probability that a single-object prompt names its target by a position word or a relation
-    # whenever one can (SceneGenerator.compare_single), and that an absent-object prompt takes such
-    # a form (compare_absent); held-out splits keep the plain draw.
-    compare_single: float = 0.0
-    compare_absent: float = 0.0
-    # Weights of the query kinds (SceneGenerator.query_kinds); empty = the generator's defaults.
-    query_weights: dict[str, float] = field(default_factory=dict)
     # What trains: vision encoder frozen or not; LLM "full", "lora" (needs
     # model.lora_rank > 0) or "frozen". Projector and perception heads always train.
     train_vision: bool = False

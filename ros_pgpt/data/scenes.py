@@ -438,13 +438,6 @@ class SceneGenerator:
         plural_several: probability that a "plural" query describes several
             objects whenever the scene allows it (training can oversample them;
             0 leaves the draw, and so every held-out split, as it was).
-        compare_single: probability that a "single" query names its target by
-            comparison (a position word, or a relation to another object where it
-            has none) whenever some target allows it; 0 leaves the draw as it was.
-        compare_absent: probability that an "absent" query uses a comparison
-            form ("the leftmost green star", "the star left of the red circle",
-            "the star left of <box>") that nothing in the scene fits; 0 leaves the
-            draw as it was.
         min_visible_fraction: every object keeps at least this fraction visible.
         lighting: apply brightness/contrast, illumination gradient, noise, blur.
     """
@@ -453,7 +446,6 @@ class SceneGenerator:
                  min_objects: int = 1, max_objects: int = 6,
                  query_kinds: Mapping[str, float] | None = None,
                  verbose_prob: float = 0.3, plural_several: float = 0.0,
-                 compare_single: float = 0.0, compare_absent: float = 0.0,
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION,
                  lighting: bool = True):
         self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
@@ -475,8 +467,6 @@ class SceneGenerator:
         self.query_weights = w / w.sum()
         self.verbose_prob = float(verbose_prob)
         self.plural_several = float(plural_several)
-        self.compare_single = float(compare_single)
-        self.compare_absent = float(compare_absent)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
 
@@ -568,8 +558,7 @@ class SceneGenerator:
 
     # ----------------------------------------------------------------- queries
     def queries(self, scene: Scene, rng: np.random.Generator, n: int) -> list[Query]:
-        ctx = _QueryContext(scene, rng, self.verbose_prob, self.plural_several, self.compare_single,
-                            self.compare_absent)
+        ctx = _QueryContext(scene, rng, self.verbose_prob, self.plural_several)
         out: list[Query] = []
         seen: set[str] = set()
         for _ in range(n):
@@ -584,16 +573,13 @@ class SceneGenerator:
 
 
 class _QueryContext:
-    def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0,
-                 compare_single: float = 0.0, compare_absent: float = 0.0):
+    def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0):
         H, W = scene.image.shape[:2]
         self.W, self.H = W, H
         self.margin = POSITION_MARGIN * min(W, H) / REFERENCE_SIDE
         self.rng = rng
         self.verbose_prob = verbose_prob
         self.plural_several = plural_several
-        self.compare_single = compare_single
-        self.compare_absent = compare_absent
         self.attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
         self.boxes = [tuple(float(v) for v in o.box) for o in scene.objects]
         self.centres = [(0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])) for b in self.boxes]
@@ -659,24 +645,17 @@ class _QueryContext:
                     forms.append((10 + sum(mask), f"the {word} {noun_phrase(d)}"))
         return forms
 
-    def _reference(self, r):
-        """(attribute count, phrase) of a shortest unique description of object ``r``, or None."""
-        ref_forms = self._attr_forms(r)
-        if not ref_forms:
-            return None
-        cmin = min(c for c, _ in ref_forms)
-        return cmin, self.pick([p for c, p in ref_forms if c == cmin])
-
     def _relation_forms(self, t):
         forms = []
         a = self.attrs[t]
         for r in range(self.n):
             if r == t:
                 continue
-            reference = self._reference(r)
-            if reference is None:
+            ref_forms = [(c, p) for c, p in self._attr_forms(r)]
+            if not ref_forms:
                 continue
-            cmin, ref_phrase = reference
+            cmin = min(c for c, _ in ref_forms)
+            ref_phrase = self.pick([p for c, p in ref_forms if c == cmin])
             for mask in _ATTR_MASKS:
                 d = _desc(a, mask)
                 others = [o for o in self.matches(d) if o != t and o != r]
@@ -687,10 +666,6 @@ class _QueryContext:
 
     def single(self):
         order = self.rng.permutation(self.n)
-        if self.compare_single and self.rng.random() < self.compare_single:
-            query = self._compared_single(order)
-            if query is not None:
-                return query
         verbose = self.rng.random() < self.verbose_prob
         for t in order:
             t = int(t)
@@ -708,18 +683,6 @@ class _QueryContext:
                 phrase = self.pick([p for c, p in forms if c == cmin])
             prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
             return Query(kind="single", prompt=prompt, targets=(t,), phrase=phrase)
-        return None
-
-    def _compared_single(self, order):
-        """A single query naming its target by a position word, or by a relation where it has no
-        position word (held-out prompts use position words about four times as often); None when no
-        target has either."""
-        for t in order:
-            forms = self._position_forms(int(t)) or self._relation_forms(int(t))
-            if forms:
-                phrase = self.pick(forms)[1]
-                return Query(kind="single", prompt=self.pick(SINGLE_TEMPLATES).format(phrase), targets=(int(t),),
-                             phrase=phrase)
         return None
 
     # plural ------------------------------------------------------------------
@@ -758,10 +721,6 @@ class _QueryContext:
     # absent -------------------------------------------------------------------
     def absent(self):
         rng = self.rng
-        if self.compare_absent and rng.random() < self.compare_absent:
-            query = self._compared_absent()
-            if query is not None:
-                return query
         d = None
         for attempt in range(30):
             if self.n and attempt < 20:  # change one attribute of a present object
@@ -786,50 +745,6 @@ class _QueryContext:
         else:
             phrase, prompt = self._plural_phrase(d)
         return Query(kind="absent", prompt=prompt, targets=(), phrase=phrase)
-
-    def _not_on_side(self, d, r, sign) -> bool:
-        """No object but ``r`` that fits ``d`` lies on the ``sign`` side of ``r`` (as a relation's
-        distractors are counted: within half a margin is not on a side)."""
-        return all(sign * (self.centres[o][0] - self.centres[r][0]) < 0.5 * self.margin
-                   for o in self.matches(d) if o != r)
-
-    def _compared_absent(self):
-        """An absent query in a comparison form, drawn among the three families the scene allows:
-        a position word over a description nothing fits, or a relation to a described object or to
-        an input box that no fitting object stands in. Descriptions change one attribute of a
-        present object, so the query names a look-alike; None when no family works out."""
-        if not self.n:
-            return None
-        forms = []
-        a = self.attrs[int(self.rng.integers(self.n))]
-        base = _BASE_MASKS[1 + int(self.rng.integers(len(_BASE_MASKS) - 1))]
-        d = self._changed(a, base)
-        if not self.matches(d):
-            forms.append(("position", f"the {self.pick(list(POSITION_WORDS))} {noun_phrase(d)}", None))
-        r = int(self.rng.integers(self.n))
-        word, sign = self.pick(list(RELATION_WORDS.items()))
-        d = self._changed(a, _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))])
-        reference = self._reference(r)
-        if reference is not None and reference[1] != "the " + noun_phrase(d) and self._not_on_side(d, r, sign):
-            forms.append(("relation", f"the {noun_phrase(d)} {word} {reference[1]}", None))
-        d = self._changed(a, base)
-        if self._not_on_side(d, r, sign):
-            forms.append(("box", f"the {noun_phrase(d)} {word} <box>", self.boxes[r]))
-        if not forms:
-            return None
-        _, phrase, box = self.pick(forms)
-        prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
-        if box is None:
-            return Query(kind="absent", prompt=prompt, targets=(), phrase=phrase)
-        return Query(kind="absent", prompt=prompt, targets=(), phrase=phrase.replace("<box>", "the box"),
-                     input_boxes=(box,))
-
-    def _changed(self, attrs, mask):
-        """The description ``mask`` takes of ``attrs`` with one of its attributes changed."""
-        changed = list(attrs)
-        i = self.pick([i for i in range(3) if mask[i]])
-        changed[i] = self.pick([v for v in (SIZES, _COLOUR_NAMES, SHAPES)[i] if v != attrs[i]])
-        return _desc(changed, mask)
 
     # describe -----------------------------------------------------------------
     def describe(self):
