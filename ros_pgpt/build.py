@@ -56,7 +56,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         perception_decoder=PerceptionDecoder(hidden_dim=width, feature_channels=tuple(image_encoder.channels),
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads, box_readout=config.box_readout,
-                                             match_head=config.match_head, detail=config.decoder_detail),
+                                             match_head=config.match_head),
         image_size=config.image_size, projector_pixels=config.projector_pixels,
         pointer=VisualPointer(hidden_dim=width, no_match=config.decision_pointer) if config.visual_pointer else None,
         token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,

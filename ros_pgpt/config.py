@@ -60,9 +60,6 @@ class ModelConfig:
     decoder_dim: int = 128
     decoder_layers: int = 2
     decoder_heads: int = 4
-    # The decoder's stride-8 map also reads the stride-4 features of each cell's 2x2 sub-cells,
-    # so a cell sees the outline of a small object inside it.
-    decoder_detail: bool = False
     # How the decoder reads a box: "query" (an MLP on the attended query, as in
     # PerceptionGPT) or "pixel_votes" (every pixel votes for its object's box;
     # the mask's softmax averages the votes).

@@ -154,21 +154,6 @@ def test_perception_decoder_shapes_and_independent_queries(match_head):
         assert match is None and alone_match is None
 
 
-def test_decoder_detail_folds_stride4_cells_into_the_stride8_memory():
-    """``detail``: each stride-8 memory cell reads its own 2x2 stride-4 cells (and, through the 3x3
-    smoothing conv, only its neighbours'); the shapes stay as without it."""
-    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
-                                detail=True).eval()
-    features = pyramid()
-    memory, mask_map, pixel_map = decoder.encode_pixels(features)
-    assert memory.shape == (1, 16 * 16, 32) and pixel_map.shape == (1, 32, 16, 16)
-    changed = [level.clone() for level in features]
-    changed[0][..., 10:12, 20:22] += 5.0  # the 2x2 stride-4 cells under stride-8 cell (5, 10)
-    _, _, changed_map = decoder.encode_pixels(changed)
-    moved = (changed_map - pixel_map).abs().amax(dim=1)[0] > 1e-6
-    assert moved[5, 10] and moved[4:7, 9:12].sum() == moved.sum()
-
-
 def test_perception_encoder_separates_boxes():
     encoder = PerceptionEncoder(out_dim=64)
     codes = encoder(torch.tensor([[0.1, 0.1, 0.2, 0.2], [0.1, 0.1, 0.2, 0.2], [0.7, 0.6, 0.9, 0.9]]))

@@ -132,8 +132,7 @@ class PerceptionDecoder(nn.Module):
     """
 
     def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
-                 layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False,
-                 detail: bool = False) -> None:
+                 layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False) -> None:
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
@@ -141,10 +140,6 @@ class PerceptionDecoder(nn.Module):
         self.box_readout = box_readout
         self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in feature_channels)
         self.smooth = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), LayerNorm2d(dim), nn.GELU())
-        # Each stride-8 cell also reads the 2x2 stride-4 cells inside it (a pixel unshuffle and a 1x1
-        # conv, as one strided conv): a small object spans one or two stride-8 cells, too few to
-        # tell a star from a square by.
-        self.detail = nn.Conv2d(feature_channels[0], dim, 2, stride=2) if detail else None
         self.mask_features = nn.Sequential(LayerNorm2d(dim), nn.GELU(), nn.Conv2d(dim, dim // 2, 1))
         self.query = MLP(dims=[hidden_dim, dim, dim])
         self.blocks = nn.ModuleList(_CrossAttentionBlock(dim=dim, heads=heads) for _ in range(layers))
@@ -169,8 +164,7 @@ class PerceptionDecoder(nn.Module):
         """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4),
         pixel map (B, dim, H/8, W/8): the memory before its position code).
 
-        A top-down FPN down to stride 8 (with ``detail``, also the stride-4 level
-        folded onto it) feeds the attention; the stride-4 map
+        A top-down FPN down to stride 8 feeds the attention; the stride-4 map
         for the masks adds the finest level with 1x1 convs only (it is large).
         With a match head the mask map carries the verifier's evidence channels
         next; with pixel votes its last four channels are each pixel's box vote
@@ -180,8 +174,6 @@ class PerceptionDecoder(nn.Module):
         for level in (2, 1):
             lateral = self.lateral[level](features[level])
             x = lateral + F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
-        if self.detail is not None:
-            x = x + self.detail(features[0])
         stride8 = self.smooth(x)
         fine = self.lateral[0](features[0])
         fine = fine + F.interpolate(stride8, size=fine.shape[-2:], mode="bilinear", align_corners=False)
