@@ -217,15 +217,15 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     running: dict[str, float] = {}
     steps_done = start
     for step in bar:
-        factor = lr_factor(train_config, step, _shared_elapsed(time.perf_counter() - began, world))
+        factor = lr_factor(train_config, step, _budget_clock(train_config, began, world))
         set_train_mode(model, train_config)
         for group, base in zip(optimizer.param_groups, (train_config.lr, train_config.llm_lr)):
             group["lr"] = base * factor
         losses, total, count = train_step(model, optimizer, train_config, generator, step, rank=rank, device=device,
                                           frozen_encoder=frozen_encoder, wrapped=wrapped)
-        # The last step: the schedule's, or the last one the wall-clock budget has room for.
-        last = step + 1 == train_config.steps or bool(train_config.time_budget_s) and _shared_elapsed(
-            time.perf_counter() - began, world) >= train_config.time_budget_s
+        # The last step: the schedule's, or the one during which the wall-clock budget ran out.
+        budget = train_config.time_budget_s
+        last = step + 1 == train_config.steps or (budget > 0 and _budget_clock(train_config, began, world) >= budget)
         for name, value in losses.items():
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
         if rank == 0:
@@ -260,8 +260,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     return {"steps": steps_done, "train_wall_s": round(wall, 1), "history": history}
 
 
-def _shared_elapsed(elapsed: float, world: int) -> float:
-    """Rank 0's elapsed seconds on every rank, so all ranks share one learning rate and stop together."""
+def _budget_clock(train: TrainConfig, began: float, world: int) -> float:
+    """Seconds since ``began`` on rank 0's clock, on every rank, so all ranks share one learning rate
+    and stop together; 0 without a time budget, which nothing then reads (no collective per step)."""
+    if not train.time_budget_s:
+        return 0.0
+    elapsed = time.perf_counter() - began
     if world == 1:
         return elapsed
     value = torch.tensor([elapsed], dtype=torch.float64)
