@@ -250,7 +250,7 @@ class Predictor:
             grid = np.stack([np.asarray(o[2], np.float32) for o in objects])
             logits = letterbox.mask_logits_to_source(grid)
             if self.refine_masks:
-                cell_px = letterbox.side / letterbox.scale / grid.shape[-1]  # source pixels per grid cell
+                cell_px = letterbox.source_pixels_per_cell(grid.shape[-1])
                 planes = [refine_mask(frame.image, plane, threshold=self.mask_threshold, cell_px=cell_px)
                           for plane in logits]
             else:

@@ -68,13 +68,17 @@ class Letterbox:
         out[..., 1::2] = out[..., 1::2].clip(0, self.source_height)
         return out
 
+    def source_pixels_per_cell(self, grid_side: int) -> float:
+        """Source pixels spanned by one cell of a grid_side x grid_side grid over the square."""
+        return self.side / (self.scale * grid_side)
+
     def mask_logits_to_source(self, logits: np.ndarray) -> np.ndarray:
         """(N, S, S) logits on the square grid -> (N, H, W) logits in source pixels.
 
         One affine warp per mask, sampling each source pixel centre at its exact
         position on the grid (no crop-then-resize rounding).
         """
-        k = self.scale * logits.shape[-1] / self.side  # source px -> grid cells
+        k = 1.0 / self.source_pixels_per_cell(logits.shape[-1])  # source px -> grid cells
         warp = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]], dtype=np.float64)
         size = (self.source_width, self.source_height)
         out = np.empty((logits.shape[0], self.source_height, self.source_width), np.float32)
