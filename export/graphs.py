@@ -15,8 +15,10 @@ Split by how often each runs at query time:
   taken from ``F.adaptive_avg_pool2d`` itself, so it is exact for every
   count, exportable by the legacy exporter and plain GEMM for TensorRT.
 - ``PerceptionGraph`` (once per ``<obj>``): hidden states (B,K,H) + the cached
-  pixel side (``attn_kv``, ``mask_map``) -> boxes (B,K,4), mask logits (B,K,h,w) and the feedback
-  embedding of each box (the perception encoder), dynamic B and K.
+  pixel side (``attn_kv``, ``mask_map``) [+ the image prefix's visual-token
+  hiddens as their grid (B,s,s,H), for models with a visual pointer] ->
+  boxes (B,K,4), mask logits (B,K,h,w) and the feedback embedding of each box
+  (the perception encoder), dynamic B, K and s.
 - ``BoxEncoderGraph``: prompt boxes (N,4) -> embeddings (for "<box>" prompts).
 - ``KVLlama`` (see llm.py): the language model with an explicit KV cache.
 
@@ -84,8 +86,10 @@ def _attention_kv(attn: nn.MultiheadAttention, memory: torch.Tensor):
     return keys, values
 
 
-def _attend(attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
-    """``attn(query, memory, memory)`` given the projected keys/values (eval mode: no dropout)."""
+def _attend(attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+            attention_bias: torch.Tensor | None = None):
+    """``attn(query, memory, memory, attn_mask=attention_bias)`` given the projected keys/values and a
+    (B, K, L) bias shared by the heads (eval mode: no dropout)."""
     dim, heads = attn.embed_dim, attn.num_heads
     head_dim = dim // heads
     bias = attn.in_proj_bias
@@ -94,7 +98,10 @@ def _attend(attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor
     q = q.view(batch, count, heads, head_dim).transpose(1, 2)
     k = keys.view(batch, length, heads, head_dim).transpose(1, 2)
     v = values.view(batch, length, heads, head_dim).transpose(1, 2)
-    weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * head_dim ** -0.5, dim=-1)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * head_dim ** -0.5
+    if attention_bias is not None:
+        scores = scores + attention_bias.unsqueeze(1)
+    weights = torch.softmax(scores, dim=-1)
     out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, count, dim)
     return attn.out_proj(out)
 
@@ -142,24 +149,33 @@ class ProjectorGraph(nn.Module):
 
 
 class PerceptionGraph(nn.Module):
-    """(hidden (B,K,H), attn_kv, mask_map) -> (boxes (B,K,4), mask logits (B,K,h,w), feedback (B,K,H)
-    [, match logits (B,K) with a match head]).
+    """(hidden (B,K,H), attn_kv, mask_map[, visual (B,s,s,H)]) -> (boxes (B,K,4), mask logits (B,K,h,w),
+    feedback (B,K,H)[, match logits (B,K) with a match head]).
 
-    ``PerceptionDecoder.forward`` with the keys/values from ``FrameGraph``.
+    ``PerceptionDecoder.forward`` with the keys/values from ``FrameGraph`` and,
+    for a model with a visual pointer, the pointer over the visual tokens' grid.
     """
 
     def __init__(self, model) -> None:
         super().__init__()
         self.decoder = model.perception_decoder
         self.encoder = model.perception_encoder
+        self.pointer = model.pointer
 
-    def forward(self, hidden: torch.Tensor, attn_kv: torch.Tensor, mask_map: torch.Tensor):
+    def input_names(self) -> list[str]:
+        return ["hidden", "attn_kv", "mask_map"] + (["visual"] if self.pointer is not None else [])
+
+    def forward(self, hidden: torch.Tensor, attn_kv: torch.Tensor, mask_map: torch.Tensor,
+                visual: torch.Tensor | None = None):
         decoder = self.decoder
+        prior = decoder.prior(None if visual is None else self.pointer.grid(hidden, visual), mask_map)
+        bias = decoder.attention_bias(prior)
         query = decoder.query(hidden)
         for index, block in enumerate(decoder.blocks):
-            query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1])
+            query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1],
+                                    bias)
             query = query + block.mlp(block.norm_mlp(query))
-        boxes, logits, match = decoder.readout(hidden, decoder.norm_out(query), mask_map)
+        boxes, logits, match = decoder.readout(hidden, decoder.norm_out(query), mask_map, prior)
         feedback = self.encoder(boxes.reshape(-1, 4)).view(boxes.shape[0], boxes.shape[1], -1)
         return (boxes, logits, feedback) if match is None else (boxes, logits, feedback, match)
 

@@ -7,8 +7,9 @@ prefill (past length 0), the prompt prefill (T tokens) and each decode step
 (T = 1). Positions are the past length onwards, as in the predictor.
 
 Inputs: ``embeds`` (B,T,D), then ``past_key_i``/``past_value_i`` (B,KVH,P,hd)
-per layer. Outputs: ``hidden`` (B,D) and ``logits`` (B,V) of the last
-position, then ``present_key_i``/``present_value_i`` (B,KVH,P+T,hd).
+per layer. Outputs: ``hidden`` (B,T,D) of every new position (the image
+prefix's visual tokens are the pointer's keys), ``logits`` (B,V) of the last
+one, then ``present_key_i``/``present_value_i`` (B,KVH,P+T,hd).
 Checked against the transformers model in tests/test_export.py.
 """
 
@@ -96,5 +97,4 @@ class KVLlama(nn.Module):
             x = x + attn.o_proj(out)
             x = x + layer.mlp(_rms(layer.post_attention_layernorm, x))
         x = _rms(self.norm, x)
-        last = x[:, -1]
-        return (last, self.lm_head(last), *presents)
+        return (x, self.lm_head(x[:, -1]), *presents)

@@ -6,9 +6,10 @@
 Writes (see graphs.py for what each graph holds):
     frame.onnx                 images (B,3,S,S)            -> attn_kv, mask_map, proj_map
     projector_n{n}.onnx        proj_map (B,C,h,w)           -> prefix (B,n+3,D)   one per count n
-    perception.onnx            hidden (B,K,D), attn_kv, mask_map -> boxes, mask_logits, feedback[, match_logits]
+    perception.onnx            hidden (B,K,D), attn_kv, mask_map[, visual (B,s,s,D)]
+                                                            -> boxes, mask_logits, feedback[, match_logits]
     box_encoder.onnx           boxes (N,4)                  -> embeddings (N,D)
-    llm_fp32.onnx / llm_int8.onnx  embeds + past KV         -> hidden, logits, present KV
+    llm_fp32.onnx / llm_int8.onnx  embeds + past KV         -> hidden (every position), logits, present KV
     llm_int4.onnx              (with int4=True) weight-only int4 MatMulNBits LLM
     embeddings.npy             the LLM's input embedding table (token id -> row)
     manifest.json              files, shapes, precisions, sha256, parity figures
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import platform
 import time
 import warnings
@@ -174,7 +176,8 @@ def export_projectors(model, out: Path, pixels: np.ndarray, counts: list[int]) -
 
 
 def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
-    """The per-object graph, checked against ``PerceptionDecoder.forward`` on the model's own memory."""
+    """The per-object graph, checked against ``PerceptionDecoder.forward`` on the model's own memory, at
+    several batch sizes, object counts and (with a visual pointer) visual-token grid sides."""
     graph = PerceptionGraph(model).eval()
     with torch.no_grad():
         features = model.encode_frames(torch.from_numpy(pixels))
@@ -182,23 +185,32 @@ def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]
     hidden_size = model.language_model.hidden_size
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(pixels.shape[0], 3, hidden_size, generator=generator)
+    max_side = math.isqrt(model.projector.max_tokens)
+    visual = torch.randn(pixels.shape[0], max_side, max_side, hidden_size, generator=generator)
+    pointing = model.pointer is not None
     matching = model.perception_decoder.match_head is not None
     names = ["boxes", "mask_logits", "feedback"] + (["match_logits"] if matching else [])
-    path = _export(graph, (hidden[:1, :2], attn_kv[:1], features.mask_map[:1]), out / "perception.onnx",
-                   ["hidden", "attn_kv", "mask_map"], names,
-                   {"hidden": {0: "batch", 1: "objects"}, "attn_kv": {0: "batch"}, "mask_map": {0: "batch"}}
-                   | {name: {0: "batch", 1: "objects"} for name in names})
+    inputs = graph.input_names()
+
+    def feeds(batch: int, objects: int, side: int) -> tuple:
+        return (hidden[:batch, :objects], attn_kv[:batch], features.mask_map[:batch]) \
+            + ((visual[:batch, :side, :side],) if pointing else ())
+
+    axes = {"hidden": {0: "batch", 1: "objects"}, "attn_kv": {0: "batch"}, "mask_map": {0: "batch"},
+            "visual": {0: "batch", 1: "side", 2: "side"}}
+    path = _export(graph, feeds(1, 2, max_side), out / "perception.onnx", inputs, names,
+                   {name: axes[name] for name in inputs} | {name: {0: "batch", 1: "objects"} for name in names})
     session = _session(path)
     parity = {"boxes_rel": 0.0, "mask_iou_min": 1.0, "mask_logits_rel": 0.0, "feedback_rel": 0.0}
     if matching:
         parity["match_logits_rel"] = 0.0
-    for batch, objects in ((1, 1), (1, 3), (pixels.shape[0], 2)):
+    for batch, objects, side in ((1, 1, max_side), (1, 3, max(1, max_side // 2)), (pixels.shape[0], 2, max_side - 1)):
+        args = feeds(batch, objects, side)
         with torch.no_grad():
-            boxes, logits, match = model.perception_decoder(hidden[:batch, :objects], features.memory[:batch],
-                                                            features.mask_map[:batch])
+            pointer = model.pointer_grid(args[0], args[3].flatten(1, 2)) if pointing else None
+            boxes, logits, match = model.perception_decoder(args[0], features.memory[:batch], args[2], pointer)
             feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(batch, objects, -1)
-        got = session.run(names, {"hidden": hidden[:batch, :objects].numpy(), "attn_kv": attn_kv[:batch].numpy(),
-                                  "mask_map": features.mask_map[:batch].numpy()})
+        got = session.run(names, {name: value.numpy() for name, value in zip(inputs, args)})
         parity["boxes_rel"] = max(parity["boxes_rel"], _rel(got[0], boxes.numpy()))
         parity["mask_logits_rel"] = max(parity["mask_logits_rel"], _rel(got[1], logits.numpy()))
         parity["feedback_rel"] = max(parity["feedback_rel"], _rel(got[2], feedback.numpy()))
@@ -231,7 +243,7 @@ def export_llm(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
     example = torch.randn(1, 5, hidden_size, generator=generator)
     past = [torch.randn(1, graph.kv_heads, 3, graph.head_dim, generator=generator)
             for _ in range(2 * graph.num_layers)]
-    axes = {"embeds": {0: "batch", 1: "tokens"}, "hidden": {0: "batch"}, "logits": {0: "batch"}}
+    axes = {"embeds": {0: "batch", 1: "tokens"}, "hidden": {0: "batch", 1: "tokens"}, "logits": {0: "batch"}}
     for name in graph.input_names()[1:]:
         axes[name] = {0: "batch", 2: "past"}
     for name in graph.output_names()[2:]:
@@ -258,25 +270,21 @@ def llm_parity(model, path: Path, count: int = 16) -> dict:
     with torch.no_grad():
         prefix = model.image_prefix(model.encode_frames(pixels), count)
         cache = DynamicCache()
-        _, ref_logits, _ = lm(prefix, past_key_values=cache)
         past = [np.asarray(t) for t in graph.empty_past()]
         names = graph.output_names()
         feeds = [prefix] + [lm.embed(ids) for ids in steps]
         position = 0
         for embeds in feeds:
             positions = torch.arange(position, position + embeds.shape[1]).unsqueeze(0)
-            ref_hidden = None  # the prefix's hidden states are not used at run time
-            if position:
-                ref_hidden, ref_logits, _ = lm(embeds, past_key_values=cache, position_ids=positions)
+            ref_hidden, ref_logits, _ = lm(embeds, past_key_values=cache, position_ids=positions)
             inputs = {"embeds": embeds.numpy()} | dict(zip(graph.input_names()[1:], past))
             got = session.run(names, inputs)
             past = got[2:]
-            if ref_hidden is not None:
-                worst["hidden_rel"] = max(worst["hidden_rel"], _rel(got[0], ref_hidden[:, -1].numpy()))
-                worst["logits_rel"] = max(worst["logits_rel"], _rel(got[1], ref_logits[:, -1].numpy()))
+            # Every position: the prefix's visual tokens are the pointer's keys.
+            worst["hidden_rel"] = max(worst["hidden_rel"], _rel(got[0], ref_hidden.numpy()))
+            worst["logits_rel"] = max(worst["logits_rel"], _rel(got[1], ref_logits[:, -1].numpy()))
+            if position:  # the prefix ends in </image>, whose next-token guess is never used
                 worst["argmax_agree"] &= bool(got[1].argmax(-1)[0] == int(ref_logits[0, -1].argmax()))
-            else:
-                worst["logits_rel"] = max(worst["logits_rel"], _rel(got[1], ref_logits[:, -1].numpy()))
             position += embeds.shape[1]
     return worst
 

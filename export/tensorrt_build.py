@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,8 @@ class Profile:
 
 
 def profiles_for(graph: str, manifest: dict) -> list[Profile]:
-    """Optimization profiles from the manifest's recorded shapes: batch 1..MAX_BATCH, objects 1..MAX_OBJECTS."""
+    """Optimization profiles from the manifest's recorded shapes: batch 1..MAX_BATCH, objects 1..MAX_OBJECTS,
+    visual-token grid side 1..sqrt(max visual tokens)."""
     entry = manifest["files"][graph]
     out = []
     for tensor in entry["inputs"]:
@@ -91,6 +93,9 @@ def profiles_for(graph: str, manifest: dict) -> list[Profile]:
                 lo.append(1), opt.append(1), hi.append(MAX_BATCH)
             elif dim in ("objects", "count"):
                 lo.append(1), opt.append(2), hi.append(MAX_OBJECTS)
+            elif dim == "side":  # the visual-token grid: 1 x 1 up to the model's largest
+                largest = math.isqrt(manifest["model"]["max_visual_tokens"])
+                lo.append(1), opt.append(largest), hi.append(largest)
             else:
                 raise ValueError(f"{graph}: no profile rule for axis {axis} ({dim!r}) of {tensor['name']}")
         out.append(Profile(tensor["name"], tuple(lo), tuple(opt), tuple(hi)))

@@ -29,8 +29,9 @@ def trained_checkpoint() -> Path | None:
     return directory if (directory / "model.safetensors").is_file() else None
 
 
-def tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """An untrained tiny checkpoint (random heads, pretrained EfficientNet-Lite0)."""
+def tiny_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
+    """An untrained tiny checkpoint (random heads, pretrained EfficientNet-Lite0); ``overrides`` change
+    its model config."""
     import torch
 
     from ros_pgpt.build import build_model, save_checkpoint
@@ -38,7 +39,7 @@ def tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
     from ros_pgpt.data.corpus import text_corpus
 
     torch.manual_seed(seed)
-    config = model_config_from_dict(dict(TINY_MODEL))
+    config = model_config_from_dict(TINY_MODEL | overrides)
     model = build_model(config, tokenizer_texts=text_corpus(200, seed=seed))
     return save_checkpoint(model, Path(directory), config=config, metadata={"step": 0})
 

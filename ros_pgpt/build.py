@@ -34,6 +34,8 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
     if config.decision_pointer and not config.visual_pointer:
         raise ValueError("decision_pointer needs visual_pointer")
+    if config.pointer_prior and not config.visual_pointer:
+        raise ValueError("pointer_prior needs visual_pointer")
     if config.attribute_heads and config.projector == "resampler":
         raise ValueError("attribute_heads label grid cells: use a grid projector (c_abstractor or linear)")
     image_encoder = build_image_encoder(config.vision, pretrained=config.vision_pretrained,
@@ -56,7 +58,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         perception_decoder=PerceptionDecoder(hidden_dim=width, feature_channels=tuple(image_encoder.channels),
                                              dim=config.decoder_dim, layers=config.decoder_layers,
                                              heads=config.decoder_heads, box_readout=config.box_readout,
-                                             match_head=config.match_head),
+                                             match_head=config.match_head, pointer_prior=config.pointer_prior),
         image_size=config.image_size, projector_pixels=config.projector_pixels,
         pointer=VisualPointer(hidden_dim=width, no_match=config.decision_pointer) if config.visual_pointer else None,
         token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,

@@ -64,9 +64,13 @@ class ModelConfig:
     # PerceptionGPT) or "pixel_votes" (every pixel votes for its object's box;
     # the mask's softmax averages the votes).
     box_readout: str = "query"
-    # Training-only auxiliary: the perception token points at the visual token
-    # holding its object's centre (grid projectors only).
+    # The perception token points at the visual token holding its object's
+    # centre (grid projectors only): an auxiliary loss in training; at run time
+    # its log-probabilities help the decoder choose among the objects a mask holds.
     visual_pointer: bool = False
+    # With visual_pointer: the decoder's cross-attention is biased by the
+    # pointer's log-probabilities (a learned gain), in training and at run time.
+    pointer_prior: bool = False
     # Training-only auxiliary (with visual_pointer): the token that decides the
     # answer (the last prompt token) points at the first target's visual token,
     # or at a learned "no match" key when the object is absent.

@@ -187,7 +187,7 @@ class Predictor:
         _check_boxes(boxes, frame.letterbox)
         encoded = encode_prompt(engine.tokenizer, engine.ids, prompt, frame.letterbox.boxes_to_unit(boxes))
         prefix = self._prefix(frame, count)
-        objects, answer_ids, confidence, rejected = self._generate(frame, encoded, engine.fork(prefix), watch)
+        objects, answer_ids, confidence, rejected = self._generate(frame, encoded, prefix, watch)
         # A refused first object is the model's "not found".
         answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False).strip() or ("none" if rejected else "")
         if self.text_coordinates:
@@ -205,8 +205,9 @@ class Predictor:
             frame.prefixes[count] = self.engine.image_prefix(frame.features, count)
         return frame.prefixes[count]
 
-    def _generate(self, frame: _Frame, encoded, state, watch: Stopwatch):
+    def _generate(self, frame: _Frame, encoded, prefix, watch: Stopwatch):
         engine, ids = self.engine, self.engine.ids
+        state = engine.fork(prefix)
         embeds = engine.embed(encoded.ids, encoded.box_positions, encoded.boxes)
         state, hidden, logits = engine.forward(state, embeds)
         watch.lap("prefill")
@@ -224,7 +225,7 @@ class Predictor:
             feedback = None
             if token == ids.obj:
                 watch.lap("decode")
-                box, mask_logits, feedback, match = engine.perceive(frame.features, hidden)
+                box, mask_logits, feedback, match = engine.perceive(frame.features, hidden, prefix.visual)
                 watch.lap("perception")
                 # The match head was trained to tell a first object from an absent one: it decides
                 # whether there is any object; how many is the LLM's call.

@@ -5,6 +5,7 @@ tiny one; it is exported once for the module into a temporary directory.
 """
 
 import json
+import math
 import subprocess
 import sys
 
@@ -129,13 +130,20 @@ def test_perception_graph_dynamic_objects(exported):
     with torch.no_grad():
         features = model.encode_frames(torch.from_numpy(pixels))
     hidden = torch.randn(2, 5, model.language_model.hidden_size)
+    side = math.isqrt(model.projector.max_tokens) - 1  # any grid side: the export traced the largest
+    visual = torch.randn(2, side * side, model.language_model.hidden_size)
     with torch.no_grad():
-        boxes, logits, match = model.perception_decoder(hidden, features.memory, features.mask_map)
+        pointer = model.pointer_grid(hidden, visual)
+        boxes, logits, match = model.perception_decoder(hidden, features.memory, features.mask_map, pointer)
         feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(2, 5, -1)
     graph = session(out / "perception.onnx")
     names = ["boxes", "mask_logits", "feedback"] + ([] if match is None else ["match_logits"])
     assert [o.name for o in graph.get_outputs()] == names  # match logits exactly when the model has a match head
-    got = graph.run(names, {"hidden": hidden.numpy(), "attn_kv": attn_kv, "mask_map": mask_map})
+    feeds = {"hidden": hidden.numpy(), "attn_kv": attn_kv, "mask_map": mask_map}
+    if pointer is not None:  # the pointer's keys: the visual tokens' hiddens as their grid
+        feeds["visual"] = visual.unflatten(1, (side, side)).numpy()
+    assert ("visual" in [i.name for i in graph.get_inputs()]) == (pointer is not None)
+    got = graph.run(names, feeds)
     assert np.abs(got[0] - boxes.numpy()).max() <= 1e-3 * np.abs(boxes.numpy()).max()
     for b in range(2):
         for k in range(5):
@@ -145,6 +153,19 @@ def test_perception_graph_dynamic_objects(exported):
     if match is not None:
         assert got[3].shape == (2, 5) and rel(got[3], match.numpy()) < 1e-3
     assert rel(got[2], feedback.numpy()) < 1e-4
+
+
+def test_perception_graph_with_the_pointer_prior(tmp_path):
+    """A decoder that attends under the pointer's prior (``pointer_prior``) exports with the pointer inside
+    the graph: ONNX Runtime reproduces PyTorch at several batch sizes, object counts and grid sides."""
+    from ros_pgpt.export.onnx_export import export_perception
+    from ros_pgpt.export.testing import tiny_checkpoint
+
+    model = load_model(tiny_checkpoint(tmp_path / "tiny", pointer_prior=True)).eval()
+    path, parity = export_perception(model, tmp_path, example_frames(model.image_size))
+    assert [i.name for i in session(path).get_inputs()] == ["hidden", "attn_kv", "mask_map", "visual"]
+    assert check_parity({"perception": parity}) == []
+    assert parity["mask_logits_rel"] < 1e-4 and parity["feedback_rel"] < 1e-4
 
 
 @pytest.mark.parametrize("past,tokens", [(0, 7), (5, 1), (40, 3)])
@@ -167,7 +188,8 @@ def test_llm_graph_matches_transformers(exported, past, tokens):
     if past:
         kv = sess.run(None, {"embeds": history[:, :past].numpy()} | dict(zip(graph.input_names()[1:], kv)))[2:]
     got = sess.run(None, {"embeds": history[:, past:].numpy()} | dict(zip(graph.input_names()[1:], kv)))
-    assert rel(got[0], hidden[:, -1].numpy()) < 1e-4
+    assert got[0].shape == (1, tokens, graph.hidden_size)  # every new position: the pointer's keys
+    assert rel(got[0], hidden.numpy()) < 1e-4
     assert rel(got[1], logits[:, -1].numpy()) < 1e-4
     assert got[2].shape == (1, graph.kv_heads, past + tokens, graph.head_dim)
 

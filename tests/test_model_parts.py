@@ -433,15 +433,15 @@ TWO_PLACES = (slice(4, 8), slice(20, 24))  # two square objects on the 32x32 mas
 TWO_BOXES = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]])
 
 
-def _two_objects(decoder):
-    """(query (1, 1, dim), mask map) where the query's mask logit is 30 on the first object and 29.5 on
-    the second, and each object's pixels vote for its box (TWO_BOXES)."""
+def _two_objects(decoder, logits=(30.0, 29.5)):
+    """(query (1, 1, dim), mask map) where the query's mask logit is ``logits`` on the two objects (30 and
+    29.5 by default), and each object's pixels vote for its box (TWO_BOXES)."""
     _, mask_map, _ = decoder.encode_pixels(pyramid(batch=1))
     query = torch.randn(1, 1, decoder.dim)
     direction = decoder.mask_embed(query)[0, 0].detach()
     unit = (direction / direction.square().sum())[:, None, None]
     mask_map = torch.zeros_like(mask_map)
-    for rows, logit, box in zip(TWO_PLACES, (30.0, 29.5), TWO_BOXES):
+    for rows, logit, box in zip(TWO_PLACES, logits, TWO_BOXES):
         mask_map[0, :decoder.dim // 2, rows, rows] = logit * unit
         mask_map[0, -4:, rows, rows] = box[:, None, None]
     return query, mask_map
@@ -484,6 +484,61 @@ def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
     assert float(match[0, 0]) == pytest.approx(10.0, abs=1e-3)
     kept, dropped = TWO_PLACES[preferred], TWO_PLACES[1 - preferred]
     assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 29).all()
+
+
+def test_pointer_finds_the_object_a_mask_barely_reaches():
+    """A mask almost all on one object (its share of the other: e^-15): without a pointer the faint
+    object is not even a candidate; with the pointer's log-probabilities peaked on the faint object's
+    cell, that object is read out and the mask keeps its pixels, not the other's."""
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                box_readout="pixel_votes", match_head=True).eval()
+    query, mask_map = _two_objects(decoder, logits=(30.0, 15.0))
+    decoder._match = lambda intent, weights, _: weights.sum(-1) * 0  # noqa: E731  (no opinion)
+    pointer = torch.full((1, 1, 4, 4), -10.0)
+    pointer[0, 0, 2, 2] = 0.0  # the cell holding the second object's centre (0.7, 0.7)
+    hidden = torch.randn(1, 1, 64)
+    with torch.no_grad():
+        unpointed = decoder.readout(hidden, query, mask_map)[0]
+        box, logits, _ = decoder.readout(hidden, query, mask_map, decoder.prior(pointer, mask_map))
+    torch.testing.assert_close(unpointed[0, 0], TWO_BOXES[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(box[0, 0], TWO_BOXES[1], atol=1e-4, rtol=0)
+    kept, dropped = TWO_PLACES[1], TWO_PLACES[0]
+    assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 14).all()
+
+
+def test_pointer_grid_is_a_distribution_over_the_cells():
+    from ros_pgpt.modeling.perception import VisualPointer
+
+    pointer = VisualPointer(hidden_dim=64, no_match=True)
+    hidden, visual = torch.randn(2, 3, 64), torch.randn(2, 16, 64)
+    grid = pointer.grid(hidden, visual.unflatten(1, (4, 4)))
+    assert grid.shape == (2, 3, 4, 4)
+    torch.testing.assert_close(grid.flatten(2).logsumexp(-1), torch.zeros(2, 3))
+    # Row-major cells, as the pointer loss numbers them; the "no match" key is left out.
+    logits = pointer(hidden[1], visual[1].expand(3, -1, -1))[:, :16]
+    torch.testing.assert_close(grid[1].flatten(1), logits.log_softmax(-1))
+
+
+def test_pointer_prior_steers_the_decoder_attention():
+    """With ``pointer_prior`` the decoder attends where the pointer points (a learned gain; 0 turns it
+    off) and refuses to run without the pointer's log-probabilities."""
+    torch.manual_seed(0)
+    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
+                                pointer_prior=True).eval()
+    memory, mask_map, _ = decoder.encode_pixels(pyramid(batch=1))
+    hidden = torch.randn(1, 1, 64)
+    left, right = torch.full((1, 1, 4, 4), -10.0), torch.full((1, 1, 4, 4), -10.0)
+    left[..., 1, 0] = right[..., 1, 3] = 0.0
+    with torch.no_grad():
+        boxes = [decoder(hidden, memory, mask_map, pointer)[0] for pointer in (left, right)]
+        assert not torch.allclose(*boxes)
+        decoder.prior_gain.zero_()
+        boxes = [decoder(hidden, memory, mask_map, pointer)[0] for pointer in (left, right)]
+        torch.testing.assert_close(*boxes)
+    with pytest.raises(ValueError, match="pointer"):
+        decoder(hidden, memory, mask_map)
+    with pytest.raises(ValueError, match="needs visual_pointer"):
+        build_model(ModelConfig(pointer_prior=True))
 
 
 def test_layernorm2d_normalizes_each_pixel_over_channels():

@@ -187,8 +187,8 @@ class MovingEngine(WrappedEngine):
             self.first = None
         return self.engine.forward(state, embeds)
 
-    def perceive(self, frame, hidden):
-        box, mask_logits, feedback, match = self.engine.perceive(frame, hidden)
+    def perceive(self, frame, hidden, visual):
+        box, mask_logits, feedback, match = self.engine.perceive(frame, hidden, visual)
         if self.first is None:
             self.first = np.array(box)
         else:
@@ -325,9 +325,9 @@ class ReferencePredictor:
         if count not in prefixes:
             embeds = model.image_prefix(features, count)
             cache = DynamicCache()
-            lm(embeds, past_key_values=cache)
-            prefixes[count] = (cache, embeds.shape[1])
-        cache, position = prefixes[count]
+            prefix_hidden, _, _ = lm(embeds, past_key_values=cache)
+            prefixes[count] = (cache, embeds.shape[1], model.visual_hidden(prefix_hidden))
+        cache, position, visual = prefixes[count]
         cache = copy.deepcopy(cache)
         embeds = lm.embed(torch.tensor([encoded.ids]))
         if encoded.box_positions:
@@ -348,7 +348,9 @@ class ReferencePredictor:
             position += 1
             feedback = None
             if token == ids.obj:
-                box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map)
+                pointer = model.pointer_grid(hidden[:, -1:], visual)
+                box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map,
+                                                                   pointer)
                 score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
                 if match is not None and not objects and score < DEFAULT_MATCH_THRESHOLD:  # refused: "none"
                     refused = True

@@ -18,13 +18,14 @@ TRT_OK, TRT_WHY = tensorrt_available()
 needs_tensorrt = pytest.mark.skipif(not TRT_OK, reason=f"needs TensorRT and a CUDA device: {TRT_WHY}")
 
 MANIFEST = {
-    "model": {"image_size": 128},
+    "model": {"image_size": 128, "max_visual_tokens": 16},
     "files": {
         "frame": {"inputs": [{"name": "images", "shape": ["batch", 3, 128, 128]}]},
         "projector_n4": {"inputs": [{"name": "proj_map", "shape": ["batch", 32, 8, 8]}]},
         "perception": {"inputs": [{"name": "hidden", "shape": ["batch", "objects", 64]},
                                   {"name": "attn_kv", "shape": ["batch", 2, 256, 32]},
-                                  {"name": "mask_map", "shape": ["batch", 16, 32, 32]}]},
+                                  {"name": "mask_map", "shape": ["batch", 16, 32, 32]},
+                                  {"name": "visual", "shape": ["batch", "side", "side", 64]}]},
         "box_encoder": {"inputs": [{"name": "boxes", "shape": ["count", 4]}]},
         "llm_fp32": {"inputs": [{"name": "embeds", "shape": ["batch", "tokens", 64]}]},
         "embeddings": {},
@@ -32,12 +33,13 @@ MANIFEST = {
 }
 
 
-def test_profiles_cover_batch_and_objects():
+def test_profiles_cover_batch_objects_and_visual_grid():
     (images,) = profiles_for("frame", MANIFEST)
     assert images.min == (1, 3, 128, 128) and images.max == (MAX_BATCH, 3, 128, 128)
-    hidden, attn_kv, _ = profiles_for("perception", MANIFEST)
+    hidden, attn_kv, _, visual = profiles_for("perception", MANIFEST)
     assert hidden.min == (1, 1, 64) and hidden.max == (MAX_BATCH, MAX_OBJECTS, 64)
     assert attn_kv.opt == (1, 2, 256, 32)
+    assert visual.min == (1, 1, 1, 64) and visual.max == (MAX_BATCH, 4, 4, 64)
     with pytest.raises(ValueError, match="no profile rule"):
         profiles_for("llm_fp32", MANIFEST)
 

@@ -10,6 +10,7 @@ the perception encoder.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,7 @@ class GroundingModel(nn.Module):
         self.language_model = language_model
         self.perception_encoder = perception_encoder
         self.perception_decoder = perception_decoder
-        self.pointer = pointer  # training-only auxiliary head (None: no pointer loss)
+        self.pointer = pointer  # trained by its own loss; at run time it helps the decoder (None: no pointer)
         # Training-only attribute heads: on LLM hiddens (perception tokens and visual tokens
         # share one, so both encode attributes alike) and on the decoder's pixel memory.
         self.token_attributes = token_attributes
@@ -139,6 +140,14 @@ class GroundingModel(nn.Module):
         or the LLM's hidden states over it): after ``<bos> <image>``, before ``</image>``."""
         return prefix_hidden[:, 2:-1]
 
+    def pointer_grid(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor | None:
+        """Perception-token hiddens (B, K, D) and their frames' visual-token hiddens (B, n, D) -> the
+        pointer's log-probabilities over the n cells (B, K, s, s), or None for a model without a pointer."""
+        if self.pointer is None:
+            return None
+        side = math.isqrt(visual.shape[1])
+        return self.pointer.grid(hidden, visual.unflatten(1, (side, side)))
+
     # -- training ---------------------------------------------------------
     def text_embeddings(self, batch: SequenceBatch) -> torch.Tensor:
         """Token embeddings plus perception-encoder codes for input boxes and object feedback."""
@@ -194,7 +203,8 @@ class GroundingModel(nn.Module):
             decoded_frames = batch.scene_index[decoded_rows]
             slots = hidden.new_zeros(images.shape[0], int(decoded_slots.max()) + 1, hidden.shape[-1])
             slots[decoded_frames, decoded_slots] = hidden[decoded_rows, decoded_cols]
-            boxes, mask_logits, match_logits = self.perception_decoder(slots, frames.memory, frames.mask_map)
+            pointer = self.pointer_grid(slots, visual) if self.perception_decoder.prior_gain is not None else None
+            boxes, mask_logits, match_logits = self.perception_decoder(slots, frames.memory, frames.mask_map, pointer)
             targets = len(batch.obj_rows)
             boxes, mask_logits = boxes[frame, batch.obj_slots], mask_logits[frame, batch.obj_slots]
             losses["box_l1"] = F.l1_loss(boxes, batch.obj_boxes)

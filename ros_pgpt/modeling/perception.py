@@ -3,10 +3,12 @@
 - ``PerceptionEncoder``: a box -> one LLM input embedding, so prompts can hold
   boxes ("what is in <box>?") and the token after each decoded object knows
   which object was just found.
-- ``VisualPointer`` (training only): scores the visual tokens against a
-  perception token's hidden state; its cross-entropy against the cell that
-  holds the object's centre gives the LLM a direct localization signal, which
-  box and mask losses alone pass back to it only weakly at the start.
+- ``VisualPointer``: scores the visual tokens against a perception token's
+  hidden state; its cross-entropy against the cell that holds the object's
+  centre gives the LLM a direct localization signal, which box and mask
+  losses alone pass back to it only weakly at the start. At run time its
+  log-probabilities (``VisualPointer.grid``) help the decoder choose which
+  object a token means.
 - ``AttributeHeads`` (training only): colour / shape / size classifiers on
   perception-token hiddens, on the visual tokens' hiddens (what sits at each
   grid cell) and on the decoder's pixel memory (what covers each pixel). Dense
@@ -60,6 +62,13 @@ class VisualPointer(nn.Module):
             keys = torch.cat([keys, self.no_match.expand(keys.shape[0], 1, -1)], dim=1)
         return torch.einsum("kd,knd->kn", self.query(hidden), keys) * self.scale
 
+    def grid(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """Token hiddens (B, K, D) x one frame's visual-token hiddens laid out as their grid (B, s, s, D) ->
+        log-probabilities (B, K, s, s) that each token's object is centred in each cell (over the cells
+        only: the "no match" key is for the decision token)."""
+        logits = torch.einsum("bkd,bijd->bkij", self.query(hidden), self.key(visual)) * self.scale
+        return logits.flatten(2).log_softmax(-1).view_as(logits)
+
 
 class AttributeHeads(nn.Module):
     """Features (N, dim) -> one linear classifier per attribute; class 0 of each means "no object"."""
@@ -94,8 +103,9 @@ class _CrossAttentionBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dims=[dim, dim * 4, dim])
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attn(self.norm_q(query), keys, values, need_weights=False)
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        attended, _ = self.attn(self.norm_q(query), keys, values, attn_mask=bias, need_weights=False)
         query = query + attended
         return query + self.mlp(self.norm_mlp(query))
 
@@ -103,13 +113,23 @@ class _CrossAttentionBlock(nn.Module):
 BOX_READOUTS = ("query", "pixel_votes")
 MATCH_EVIDENCE = 32  # mask-map channels the match head reads
 # Run-time readout with pixel votes (docs/MODEL.md): pixels whose box votes overlap by this IoU show
-# one object; up to CANDIDATES objects under a mask, each holding at least MIN_CANDIDATE_MASS of its
-# softmax, are ranked by match logit + CANDIDATE_MASS_WEIGHT * log(share); chosen on held-out seed 1.
+# one object; up to CANDIDATES objects under a mask (by mask logit) are candidates for the token's object.
+# Without a visual pointer, those holding at least MIN_CANDIDATE_MASS of the mask's softmax are ranked by
+# match logit + CANDIDATE_MASS_WEIGHT * log(share). With one, every candidate is ranked by match logit +
+# POINTED_MASS_WEIGHT * log(share) + POINTER_WEIGHT * the pointer's log-probability of the cell holding
+# its box centre: the LLM's own view of where the object is vouches for objects the mask barely reaches.
+# All chosen on held-out seed 1 (docs/MODEL.md).
 VOTE_AGREEMENT = 0.5
 CANDIDATES = 4
 MIN_CANDIDATE_MASS = 0.02
 CANDIDATE_MASS_WEIGHT = 0.5
+POINTED_MASS_WEIGHT = 0.25
+POINTER_WEIGHT = 1.0
 OTHER_OBJECT_LOGIT = -20.0  # a candidate's mask logits on the other candidates' pixels (off at any threshold)
+OUTSIDE_CANDIDATE = 1e4  # subtracted from mask logits off a candidate: its softmax ignores them (fp16-safe)
+# The pointer prior (``pointer_prior``) biases the decoder's attention by the pointer's log-probabilities,
+# floored here so that a confident pointer dims the cells it rules out without blinding the decoder to them.
+PRIOR_FLOOR = -8.0
 
 
 class PerceptionDecoder(nn.Module):
@@ -129,15 +149,22 @@ class PerceptionDecoder(nn.Module):
     trained against tokens forced onto prompts whose object is absent. Its
     gradient reaches the LLM (which learns to say in the token what to check)
     but not the box and mask path, which it could only disturb.
+
+    ``pointer_prior``: the visual pointer's log-probabilities (upsampled to the
+    stride-8 memory) bias the cross-attention, scaled by a learned gain: the
+    decoder looks first where the LLM points.
     """
 
     def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
-                 layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False) -> None:
+                 layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False,
+                 pointer_prior: bool = False) -> None:
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
         self.dim = dim
+        self.heads = heads
         self.box_readout = box_readout
+        self.prior_gain = nn.Parameter(torch.ones(())) if pointer_prior else None
         self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in feature_channels)
         self.smooth = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), LayerNorm2d(dim), nn.GELU())
         self.mask_features = nn.Sequential(LayerNorm2d(dim), nn.GELU(), nn.Conv2d(dim, dim // 2, 1))
@@ -191,23 +218,43 @@ class PerceptionDecoder(nn.Module):
         memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
         return memory, mask_map, stride8
 
-    def forward(self, hidden: torch.Tensor, memory: torch.Tensor,
-                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``.
+    def forward(self, hidden: torch.Tensor, memory: torch.Tensor, mask_map: torch.Tensor,
+                pointer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``;
+        pointer: the tokens' ``VisualPointer.grid`` log-probabilities (B, K, s, s), when the model has one.
 
         Queries do not attend to each other, so padding slots change nothing.
         Returns boxes (B, K, 4) unit xyxy, mask logits (B, K, h, w) and match
         logits (B, K) (None without a match head).
         """
+        prior = self.prior(pointer, mask_map)
+        bias = self.attention_bias(prior)
+        if bias is not None:  # nn.MultiheadAttention takes one (K, L) mask per frame and head
+            bias = bias.repeat_interleave(self.heads, dim=0)
         query = self.query(hidden)
         for block in self.blocks:
-            query = block(query, memory, memory)
-        return self.readout(hidden, self.norm_out(query), mask_map)
+            query = block(query, memory, memory, bias)
+        return self.readout(hidden, self.norm_out(query), mask_map, prior)
 
-    def readout(self, hidden: torch.Tensor, query: torch.Tensor,
-                mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Hidden states (B, K, H) and their attended queries (B, K, dim) -> (boxes, mask logits,
-        match logits or None)."""
+    def prior(self, pointer: torch.Tensor | None, mask_map: torch.Tensor) -> torch.Tensor | None:
+        """Pointer log-probabilities (B, K, s, s) -> the same on the stride-8 memory grid (B, K, h/2, w/2)."""
+        if pointer is None:
+            if self.prior_gain is not None:
+                raise ValueError("this decoder's attention needs the visual pointer's log-probabilities")
+            return None
+        size = (mask_map.shape[-2] // 2, mask_map.shape[-1] // 2)
+        return F.interpolate(pointer, size=size, mode="nearest")
+
+    def attention_bias(self, prior: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, K, L) additive attention bias from the prior, or None without ``pointer_prior``."""
+        if self.prior_gain is None:
+            return None
+        return self.prior_gain * prior.clamp(min=PRIOR_FLOOR).flatten(2)
+
+    def readout(self, hidden: torch.Tensor, query: torch.Tensor, mask_map: torch.Tensor,
+                prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Hidden states (B, K, H), their attended queries (B, K, dim) and the pointer prior (B, K, h', w')
+        or None -> (boxes, mask logits, match logits or None)."""
         features = mask_map[:, :self.dim // 2]
         logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
         weights = logits.flatten(2).softmax(dim=-1)
@@ -217,7 +264,7 @@ class PerceptionDecoder(nn.Module):
             if intent is None:
                 return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
                     logits, None
-            return self._pick_candidate(intent, logits, weights, votes, mask_map)
+            return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
         # Training reads the box from the whole softmax, so the box loss also pushes mask mass off
         # other objects.
         if self.box_readout == "query":
@@ -232,11 +279,12 @@ class PerceptionDecoder(nn.Module):
         found = torch.einsum("bkp,bcp->bkc", weights.detach(), evidence)
         return self.match_head(torch.cat([intent, found, self.match_found(intent) * found], dim=-1)).squeeze(-1)
 
-    def _pick_candidate(self, intent, logits, weights, votes, mask_map):
+    def _pick_candidate(self, intent, logits, weights, votes, mask_map, prior):
         """Run-time readout with pixel votes and a match head: the object a mask holds most is not
         always the one the prompt asks for, so each of the objects it holds (the pixels voting like a
-        peak, strongest first) is scored by the match head plus the log of its share of the mask,
-        and the best is read out. Its mask drops the pixels of the other objects held."""
+        peak, strongest first) is scored by the match head, the log of its share of the mask and,
+        with the pointer's prior, its log-probability at the box centre; the best is read out. Its
+        mask drops the pixels of the other objects held."""
         flat = logits.flatten(2)
         free = torch.ones_like(weights, dtype=torch.bool)
         owners = torch.full_like(flat, -1, dtype=torch.long)  # which candidate each pixel votes for (-1: none)
@@ -245,13 +293,21 @@ class PerceptionDecoder(nn.Module):
             peak = flat.masked_fill(~free, float("-inf")).argmax(dim=-1)
             agree = _agrees_with(votes, peak) & free
             mass = (weights * agree).sum(dim=-1)
-            kept = weights * agree / mass.clamp(min=1e-12).unsqueeze(-1)
+            # The mask's softmax restricted to the candidate: exact even where its share underflows.
+            kept = (flat - OUTSIDE_CANDIDATE * (~agree).to(flat.dtype)).softmax(dim=-1)
             match = self._match(intent, kept, mask_map)
-            valid = mass >= MIN_CANDIDATE_MASS
+            box = torch.einsum("bkp,bcp->bkc", kept, votes)
+            share = mass.clamp(min=1e-12).log()
+            if prior is None:
+                valid = mass >= MIN_CANDIDATE_MASS
+                score = match + CANDIDATE_MASS_WEIGHT * share
+            else:
+                valid = agree.any(dim=-1)  # empty only once every pixel is taken
+                score = match + POINTED_MASS_WEIGHT * share \
+                    + POINTER_WEIGHT * _value_at(prior, (box[..., :2] + box[..., 2:]) / 2)
             owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
-            score = match + CANDIDATE_MASS_WEIGHT * mass.clamp(min=1e-12).log()
             scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
-            boxes.append(torch.einsum("bkp,bcp->bkc", kept, votes))
+            boxes.append(box)
             matches.append(match)
             free = free & ~agree
         chosen = torch.stack(scores, dim=-1).argmax(dim=-1, keepdim=True)  # (B, K, 1)
@@ -277,6 +333,14 @@ def _agrees_with(votes: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
     visible parts all vote for its one box, so they agree too)."""
     pixel_votes = votes.transpose(1, 2).gather(1, pixel.unsqueeze(-1).expand(-1, -1, 4))  # (B, K, 4)
     return box_iou(votes.transpose(1, 2).unsqueeze(1), pixel_votes.unsqueeze(2)) >= VOTE_AGREEMENT
+
+
+def _value_at(grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """grid (B, K, h, w) read at unit (x, y) points (B, K, 2), one per map: the cell holding each point."""
+    height, width = grid.shape[-2:]
+    column = (points[..., 0] * width).long().clamp(0, width - 1)
+    row = (points[..., 1] * height).long().clamp(0, height - 1)
+    return grid.flatten(2).gather(-1, (row * width + column).unsqueeze(-1)).squeeze(-1)
 
 
 def _same_object(weights: torch.Tensor, logits: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:

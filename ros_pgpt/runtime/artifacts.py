@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the LLM graph returns every position's hidden state; perception reads them
 # Files that define a checkpoint's behaviour (weights, model config, tokenizer).
 FINGERPRINT_FILES = ("model.safetensors", "config.yaml", "tokenizer.json")
 

@@ -15,6 +15,9 @@ Values that cross the interface:
   came from ``fork``; the cached image-prefix state stays as it was;
 - ``embeds``/``hidden``/``feedback``: opaque tensors of the engine;
 - ``logits``: float32 numpy (V,) of the last position;
+- ``visual``: an image-prefix state's ``LMState.visual``, the LLM's last
+  hidden states over the visual tokens in the engine's own form (None for
+  models without a visual pointer); ``perceive`` reads it to point;
 - ``perceive`` returns box (4,) unit xyxy and mask logits (h, w), numpy, the
   feedback embedding, and the match head's probability that the object is
   what the token asked for (None for models without a match head).
@@ -32,6 +35,7 @@ import numpy as np
 class LMState:
     cache: Any  # the engine's KV cache
     length: int  # tokens in the cache (= position of the next token)
+    visual: Any = None  # image-prefix states: the visual tokens' last hidden states (None without a pointer)
 
 
 class Engine:
@@ -66,7 +70,8 @@ class Engine:
         raise NotImplementedError
 
     def image_prefix(self, frame, count: int) -> LMState:
-        """Prefill ``<bos> <image> v_1..v_count </image>``; the state is cached per frame and count."""
+        """Prefill ``<bos> <image> v_1..v_count </image>``; the state (with ``visual``) is cached per frame
+        and count."""
         raise NotImplementedError
 
     def fork(self, state: LMState) -> LMState:
@@ -81,6 +86,7 @@ class Engine:
         """Run the LLM on ``embeds`` after ``state``: (new state, last hidden (1,1,D), last logits (V,))."""
         raise NotImplementedError
 
-    def perceive(self, frame, hidden) -> tuple[np.ndarray, np.ndarray, Any, float | None]:
-        """Perception token hidden state -> (box (4,), mask logits (h,w), feedback embedding, match probability)."""
+    def perceive(self, frame, hidden, visual) -> tuple[np.ndarray, np.ndarray, Any, float | None]:
+        """Perception token hidden state (+ the prefix's ``visual``) -> (box (4,), mask logits (h,w), feedback
+        embedding, match probability)."""
         raise NotImplementedError

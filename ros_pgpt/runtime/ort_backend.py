@@ -85,6 +85,8 @@ class OrtEngine(Engine):
         self.tokenizer = load_tokenizer(Path(checkpoint))
         self.ids = TokenIds.from_tokenizer(self.tokenizer)
         self.table = np.load(self.export_dir / manifest["files"]["embeddings"]["file"])
+        # Whether the perception graph points over the visual tokens (models with a visual pointer).
+        self._pointing = any(i["name"] == "visual" for i in manifest["files"]["perception"]["inputs"])
         self._sessions: dict[str, object] = {}
         self._load_graphs()
         self._llm = self._session(f"llm_{precision}", cpu_only=precision == "int8")
@@ -141,7 +143,10 @@ class OrtEngine(Engine):
     def image_prefix(self, frame, count: int) -> LMState:
         prefix = self._run(f"projector_n{count}", ["prefix"], {"proj_map": frame["proj_map"]})[0]
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), np.float32)
-        state, _, _ = self.forward(LMState([empty] * (2 * self.layers), 0), self._host(prefix))
+        state, hidden, _ = self._llm_step(LMState([empty] * (2 * self.layers), 0), self._host(prefix))
+        if self._pointing:  # the visual tokens' hiddens as their grid: the perception graph's "visual"
+            side = int(round(count ** 0.5))
+            state.visual = np.ascontiguousarray(hidden[:, 2:-1].reshape(1, side, side, -1))
         return state
 
     def fork(self, state: LMState) -> LMState:
@@ -156,15 +161,22 @@ class OrtEngine(Engine):
             embeds = embeds + feedback
         return embeds
 
-    def forward(self, state: LMState, embeds):
+    def _llm_step(self, state: LMState, embeds):
+        """(new state, hidden states of every new position (1, T, D), last logits (V,))."""
         feeds = {"embeds": np.ascontiguousarray(embeds, np.float32)} | dict(zip(self._past_names, state.cache))
         out = self._llm.run(self._out_names, feeds)
-        return LMState(out[2:], state.length + embeds.shape[1]), out[0][:, None], out[1][0]
+        return LMState(out[2:], state.length + embeds.shape[1]), out[0], out[1][0]
 
-    def perceive(self, frame, hidden):
+    def forward(self, state: LMState, embeds):
+        state, hidden, logits = self._llm_step(state, embeds)
+        return state, hidden[:, -1:], logits
+
+    def perceive(self, frame, hidden, visual):
         graph = self.manifest["files"]["perception"]
-        feeds = {i["name"]: frame[i["name"]] for i in graph["inputs"][1:]}
+        feeds = {i["name"]: frame[i["name"]] for i in graph["inputs"] if i["name"] in frame}
         feeds["hidden"] = np.ascontiguousarray(hidden, np.float32)
+        if self._pointing:
+            feeds["visual"] = visual
         names = [o["name"] for o in graph["outputs"]]  # match_logits only with a match head
         out = dict(zip(names, (self._host(value) for value in self._run("perception", names, feeds))))
         match = out.get("match_logits")

@@ -60,10 +60,11 @@ class TorchEngine(Engine):
     def image_prefix(self, frame, count: int) -> LMState:
         from transformers import DynamicCache
 
-        embeds = self.model.image_prefix(frame, count)
+        model = self.model
+        embeds = model.image_prefix(frame, count)
         cache = DynamicCache()
-        self.model.language_model(embeds, past_key_values=cache)
-        return LMState(cache, embeds.shape[1])
+        hidden, _, _ = model.language_model(embeds, past_key_values=cache)
+        return LMState(cache, embeds.shape[1], model.visual_hidden(hidden) if model.pointer is not None else None)
 
     def fork(self, state: LMState) -> LMState:
         # A private copy: the prefix cache stays as it was for the next prompt (a few hundred KB).
@@ -88,9 +89,10 @@ class TorchEngine(Engine):
             logits[0, -1].float().cpu().numpy()
 
     @torch.inference_mode()
-    def perceive(self, frame, hidden):
+    def perceive(self, frame, hidden, visual):
         model = self.model
-        box, mask_logits, match = model.perception_decoder(hidden, frame.memory, frame.mask_map)
+        pointer = None if visual is None else model.pointer_grid(hidden, visual)
+        box, mask_logits, match = model.perception_decoder(hidden, frame.memory, frame.mask_map, pointer)
         feedback = model.perception_encoder(box[0]).unsqueeze(1)
         return box[0, 0].cpu().numpy(), mask_logits[0, 0].cpu().numpy(), feedback, \
             None if match is None else float(match[0, 0].sigmoid())
