@@ -53,7 +53,7 @@ PARAMS = (
           'int', 0, 1024, 1),
     Param('masks', True, 'compute masks for standing prompts (queries ask per request)', 'bool'),
     Param('score_threshold', 0.0, 'drop objects scoring below this (0..1)', 'double', 0.0, 1.0),
-    Param('match_threshold', 0.5, 'models with a match head: a first object it scores below this is refused and '
+    Param('match_threshold', 0.4, 'models with a match head: a first object it scores below this is refused and '
           'the answer is "none" (0 = keep every object the LLM names)', 'double', 0.0, 1.0, load_time=True),
     Param('refine_masks', True, 'snap mask edges to the image\'s colour edges (guided filter, ~2 ms an object '
           'on a 2-core CPU; off = the mask head\'s stride-4 edges)', 'bool', load_time=True),
