@@ -207,7 +207,7 @@ def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]
     for batch, objects, side in ((1, 1, max_side), (1, 3, max(1, max_side // 2)), (pixels.shape[0], 2, max_side - 1)):
         args = feeds(batch, objects, side)
         with torch.no_grad():
-            pointer = model.pointer_grid(args[0], args[3].flatten(1, 2)) if pointing else None
+            pointer = model.pointer.grid(args[0], args[3]) if pointing else None
             boxes, logits, match = model.perception_decoder(args[0], features.memory[:batch], args[2], pointer)
             feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(batch, objects, -1)
         got = session.run(names, {name: value.numpy() for name, value in zip(inputs, args)})

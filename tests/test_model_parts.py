@@ -315,11 +315,10 @@ def test_smollm2_from_its_wheel():
 
 
 def test_visual_pointer_targets_the_centre_cell():
-    from ros_pgpt.modeling.grounding_model import _centre_cells
-    from ros_pgpt.modeling.perception import VisualPointer
+    from ros_pgpt.modeling.perception import VisualPointer, centre_cells
 
     boxes = torch.tensor([[0.0, 0.0, 0.1, 0.1], [0.9, 0.0, 1.0, 0.2], [0.4, 0.6, 0.6, 0.8], [0.9, 0.9, 1.0, 1.0]])
-    assert _centre_cells(boxes, 16).tolist() == [0, 3, 10, 15]
+    assert centre_cells(boxes, 4).tolist() == [0, 3, 10, 15]
     logits = VisualPointer(hidden_dim=64)(torch.randn(4, 64), torch.randn(4, 16, 64))
     assert logits.shape == (4, 16)
     with_no_match = VisualPointer(hidden_dim=64, no_match=True)(torch.randn(4, 64), torch.randn(4, 16, 64))

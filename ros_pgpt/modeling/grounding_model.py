@@ -19,7 +19,7 @@ from torch import nn
 
 from .language_model import LanguageModel
 from .losses import dice_loss, generalized_box_iou
-from .perception import AttributeHeads, PerceptionDecoder, PerceptionEncoder, VisualPointer
+from .perception import AttributeHeads, PerceptionDecoder, PerceptionEncoder, VisualPointer, centre_cells
 
 
 @dataclass
@@ -189,6 +189,7 @@ class GroundingModel(nn.Module):
         lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=-100)
         losses = {"lm": lm}
         visual = self.visual_hidden(prefix_hidden)
+        side = math.isqrt(visual.shape[1])  # the visual tokens' grid
         matching = self.perception_decoder.match_head is not None
         if matching and batch.probe_rows is None:
             raise ValueError("this model's match head needs negatives: collate(..., match_probes=True)")
@@ -216,22 +217,21 @@ class GroundingModel(nn.Module):
                 losses["match"] = _balanced_bce(match_logits[:targets], match_logits[targets:])
             if self.pointer is not None:
                 logits = self.pointer(objects, visual[frame])
-                losses["pointer"] = F.cross_entropy(logits, _centre_cells(batch.obj_boxes, visual.shape[1]))
+                losses["pointer"] = F.cross_entropy(logits, centre_cells(batch.obj_boxes, side))
             if self.token_attributes is not None:
                 losses["attr_token"] = self.token_attributes.loss(objects, batch.object_attributes[batch.obj_objects])
         if self.pointer is not None and self.pointer.no_match is not None and batch.decision_rows.numel():
             logits = self.pointer(hidden[batch.decision_rows, batch.decision_cols],
                                   visual[batch.scene_index[batch.decision_rows]])
             no_match = torch.full_like(batch.decision_rows, visual.shape[1])
-            target = torch.where(batch.decision_present, _centre_cells(batch.decision_boxes, visual.shape[1]), no_match)
+            target = torch.where(batch.decision_present, centre_cells(batch.decision_boxes, side), no_match)
             losses["decision"] = F.cross_entropy(logits, target)
         if self.token_attributes is not None:
-            side = int(round(visual.shape[1] ** 0.5))
             cells = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=True))
             losses["attr_visual"] = self.token_attributes.loss(visual.reshape(-1, visual.shape[-1]), cells)
         if self.pixel_attributes is not None:
-            side = int(round(frames.memory.shape[1] ** 0.5))
-            pixels = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=False))
+            memory_side = math.isqrt(frames.memory.shape[1])
+            pixels = attribute_labels(batch, region_owners(batch, images.shape[0], memory_side, with_centres=False))
             losses["attr_pixel"] = self.pixel_attributes.loss(frames.memory.reshape(-1, frames.memory.shape[-1]),
                                                               pixels)
         if self.perception_decoder.box_readout == "pixel_votes":
@@ -262,14 +262,6 @@ def _balanced_bce(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Ten
     return loss
 
 
-def _centre_cells(boxes: torch.Tensor, count: int) -> torch.Tensor:
-    """Row-major index of the grid cell (side sqrt(count)) holding each unit box's centre."""
-    side = int(round(count ** 0.5))
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    cell = (centre * side).long().clamp(0, side - 1)
-    return cell[:, 1] * side + cell[:, 0]
-
-
 NO_OBJECT, AMBIGUOUS = -1, -2
 
 
@@ -291,7 +283,7 @@ def region_owners(batch: SequenceBatch, frames: int, side: int, *, with_centres:
     owners[~empty & (best < 0.5)] = AMBIGUOUS
     owners = owners.flatten()
     if with_centres:
-        flat = batch.object_frames * side * side + _centre_cells(batch.object_boxes, side * side)
+        flat = batch.object_frames * side * side + centre_cells(batch.object_boxes, side)
         holders = torch.zeros_like(owners).index_add_(0, flat, torch.ones_like(flat))
         owners[flat] = torch.arange(count, device=owners.device)
         owners[holders > 1] = AMBIGUOUS

@@ -70,6 +70,13 @@ class VisualPointer(nn.Module):
         return logits.flatten(2).log_softmax(-1).view_as(logits)
 
 
+def centre_cells(boxes: torch.Tensor, side: int) -> torch.Tensor:
+    """Row-major index of the cell of a side x side grid holding each unit box's centre (boxes (..., 4) ->
+    (...)): the pointer's training target and where the run-time choice reads it."""
+    cell = ((boxes[..., :2] + boxes[..., 2:]) / 2 * side).long().clamp(0, side - 1)
+    return cell[..., 1] * side + cell[..., 0]
+
+
 class AttributeHeads(nn.Module):
     """Features (N, dim) -> one linear classifier per attribute; class 0 of each means "no object"."""
 
@@ -303,8 +310,7 @@ class PerceptionDecoder(nn.Module):
                 score = match + CANDIDATE_MASS_WEIGHT * share
             else:
                 valid = agree.any(dim=-1)  # empty only once every pixel is taken
-                score = match + POINTED_MASS_WEIGHT * share \
-                    + POINTER_WEIGHT * _value_at(prior, (box[..., :2] + box[..., 2:]) / 2)
+                score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
             owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
             scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
             boxes.append(box)
@@ -335,12 +341,9 @@ def _agrees_with(votes: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
     return box_iou(votes.transpose(1, 2).unsqueeze(1), pixel_votes.unsqueeze(2)) >= VOTE_AGREEMENT
 
 
-def _value_at(grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """grid (B, K, h, w) read at unit (x, y) points (B, K, 2), one per map: the cell holding each point."""
-    height, width = grid.shape[-2:]
-    column = (points[..., 0] * width).long().clamp(0, width - 1)
-    row = (points[..., 1] * height).long().clamp(0, height - 1)
-    return grid.flatten(2).gather(-1, (row * width + column).unsqueeze(-1)).squeeze(-1)
+def _value_at(grid: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Square grids (B, K, s, s) read at the cell holding the centre of unit boxes (B, K, 4), one per map."""
+    return grid.flatten(2).gather(-1, centre_cells(boxes, grid.shape[-1]).unsqueeze(-1)).squeeze(-1)
 
 
 def _same_object(weights: torch.Tensor, logits: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:
