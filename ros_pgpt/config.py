@@ -117,9 +117,6 @@ class TrainConfig:
     # Probability that a plural prompt describes several objects whenever the scene
     # allows it (SceneGenerator.plural_several); held-out splits keep the plain draw.
     plural_several: float = 0.0
-    # Probability that a single-object prompt names its target by a superlative whenever the
-    # scene allows one (SceneGenerator.single_position), the family the LLM learns slowest.
-    single_position: float = 0.0
     # What trains: vision encoder frozen or not; LLM "full", "lora" (needs
     # model.lora_rank > 0) or "frozen". Projector and perception heads always train.
     train_vision: bool = False

@@ -36,8 +36,7 @@ SEED_STRIDE = 1_000_003  # spacing between runs' seed streams (a prime)
 def scene_generator(train: TrainConfig):
     from .data import SceneGenerator
 
-    return SceneGenerator(resolutions=[tuple(r) for r in train.resolutions], plural_several=train.plural_several,
-                          single_position=train.single_position)
+    return SceneGenerator(resolutions=[tuple(r) for r in train.resolutions], plural_several=train.plural_several)
 
 
 def step_items(generator, train: TrainConfig, step: int, rank: int):

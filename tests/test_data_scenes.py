@@ -430,23 +430,3 @@ def test_phrasing_doc_lists_vocabulary_and_templates():
     for t in S.SINGLE_TEMPLATES + S.PLURAL_TEMPLATES + S.DESCRIBE_TEMPLATES:
         assert f"`{t}`" in doc, t
     assert re.search(r"20\s*[–-]\s*60", doc) and re.search(r"100\s*[–-]\s*200", doc)
-
-
-def test_single_position_oversamples_superlatives_and_stays_correct():
-    """``single_position=1``: a single-object prompt names its target by a superlative whenever the scene
-    allows one; its prompts are as correct as the plain draw's, which is left as it was."""
-    plain = SceneGenerator(query_kinds={"single": 1.0})
-    positional = SceneGenerator(query_kinds={"single": 1.0}, single_position=1.0)
-    words = tuple(S.POSITION_WORDS)
-
-    def superlatives(generator):
-        count = 0
-        for seed in range(40):
-            smp = generator.sample(seed, n_queries=2)
-            for q in smp.queries:
-                check_query(smp.scene, q)
-                count += any(word in q.phrase.split() for word in words)
-        return count
-
-    assert superlatives(positional) > 2 * superlatives(plain)
-    assert SceneGenerator().sample(3).queries == SceneGenerator(single_position=0.0).sample(3).queries

@@ -438,9 +438,6 @@ class SceneGenerator:
         plural_several: probability that a "plural" query describes several
             objects whenever the scene allows it (training can oversample them;
             0 leaves the draw, and so every held-out split, as it was).
-        single_position: probability that a "single" query names its target by
-            a superlative ("the leftmost red object") whenever the scene allows
-            one (training can oversample them; 0 leaves the draw as it was).
         min_visible_fraction: every object keeps at least this fraction visible.
         lighting: apply brightness/contrast, illumination gradient, noise, blur.
     """
@@ -448,7 +445,7 @@ class SceneGenerator:
     def __init__(self, *, resolutions: Sequence[tuple[int, int]] = ((640, 480),),
                  min_objects: int = 1, max_objects: int = 6,
                  query_kinds: Mapping[str, float] | None = None,
-                 verbose_prob: float = 0.3, plural_several: float = 0.0, single_position: float = 0.0,
+                 verbose_prob: float = 0.3, plural_several: float = 0.0,
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION,
                  lighting: bool = True):
         self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
@@ -470,7 +467,6 @@ class SceneGenerator:
         self.query_weights = w / w.sum()
         self.verbose_prob = float(verbose_prob)
         self.plural_several = float(plural_several)
-        self.single_position = float(single_position)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
 
@@ -562,7 +558,7 @@ class SceneGenerator:
 
     # ----------------------------------------------------------------- queries
     def queries(self, scene: Scene, rng: np.random.Generator, n: int) -> list[Query]:
-        ctx = _QueryContext(scene, rng, self.verbose_prob, self.plural_several, self.single_position)
+        ctx = _QueryContext(scene, rng, self.verbose_prob, self.plural_several)
         out: list[Query] = []
         seen: set[str] = set()
         for _ in range(n):
@@ -577,15 +573,13 @@ class SceneGenerator:
 
 
 class _QueryContext:
-    def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0,
-                 single_position: float = 0.0):
+    def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0):
         H, W = scene.image.shape[:2]
         self.W, self.H = W, H
         self.margin = POSITION_MARGIN * min(W, H) / REFERENCE_SIDE
         self.rng = rng
         self.verbose_prob = verbose_prob
         self.plural_several = plural_several
-        self.single_position = single_position
         self.attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
         self.boxes = [tuple(float(v) for v in o.box) for o in scene.objects]
         self.centres = [(0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])) for b in self.boxes]
@@ -672,11 +666,6 @@ class _QueryContext:
 
     def single(self):
         order = self.rng.permutation(self.n)
-        if self.single_position and self.rng.random() < self.single_position:
-            for t in order:
-                forms = self._position_forms(int(t))
-                if forms:
-                    return self._single_query(int(t), self.pick(forms)[1])
         verbose = self.rng.random() < self.verbose_prob
         for t in order:
             t = int(t)
@@ -692,12 +681,9 @@ class _QueryContext:
             else:
                 cmin = min(c for c, _ in forms)
                 phrase = self.pick([p for c, p in forms if c == cmin])
-            return self._single_query(t, phrase)
+            prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
+            return Query(kind="single", prompt=prompt, targets=(t,), phrase=phrase)
         return None
-
-    def _single_query(self, target: int, phrase: str) -> Query:
-        prompt = self.pick(SINGLE_TEMPLATES).format(phrase)
-        return Query(kind="single", prompt=prompt, targets=(target,), phrase=phrase)
 
     # plural ------------------------------------------------------------------
     def _plural_phrase(self, d):
