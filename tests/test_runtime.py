@@ -129,6 +129,30 @@ def test_onnxruntime_fp32_matches_pytorch(predictors):
 
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
+    """0.5 decodes greedily; 0 decodes another object after every one until a repeat or ``max_objects``:
+    its answers start with the greedy answer's objects, and some go on past them."""
+    predictor = predictors[backend]
+    default = predictor.next_object_threshold
+    extended = 0
+    try:
+        for index, sample in enumerate(scenes(3, seed=4)):
+            for query in sample.queries:
+                predictor.next_object_threshold = 0.5
+                greedy = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("n", index))
+                predictor.next_object_threshold = 0.0
+                eager = predictor.ground(None, query.prompt, boxes=query.input_boxes)
+                if not greedy.objects:  # nothing found: nothing to go on from
+                    assert eager.objects == [] and eager.answer == greedy.answer
+                    continue
+                assert [o.box for o in eager.objects[:len(greedy.objects)]] == [o.box for o in greedy.objects]
+                extended += len(eager.objects) > len(greedy.objects)
+    finally:
+        predictor.next_object_threshold = default
+    assert extended, "threshold 0 never decoded an object past the greedy answer"
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_match_head_refusal_ends_the_answer(predictors, backend):
     """Threshold 0 keeps what the LLM names; one above every score refuses the first object: no objects, answer "none";
     objects after an accepted first one are the LLM's call whatever their match score."""
@@ -283,8 +307,10 @@ def test_pytorch_engine_matches_the_original_generation_loop(exported):
     """The refactored Predictor on PyTorch gives exactly what the pre-engine Predictor gave."""
     checkpoint, _, _ = exported
     model = load_model(checkpoint)
-    # The reference predates mask refinement (tested in test_mask_refine.py): compare unrefined masks.
-    predictor, reference = Predictor(model, refine_masks=False), ReferencePredictor(model)
+    # The reference predates mask refinement (tested in test_mask_refine.py) and the next-object threshold
+    # (test_next_object_threshold_only_extends_greedy_answers): compare unrefined masks and greedy answers.
+    predictor = Predictor(model, refine_masks=False, next_object_threshold=0.5)
+    reference = ReferencePredictor(model)
     for index, sample in enumerate(scenes(2, seed=5)):
         for query in sample.queries:
             for count in (9, 16):

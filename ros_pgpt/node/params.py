@@ -55,6 +55,9 @@ PARAMS = (
     Param('score_threshold', 0.0, 'drop objects scoring below this (0..1)', 'double', 0.0, 1.0),
     Param('match_threshold', 0.4, 'models with a match head: a first object it scores below this is refused and '
           'the answer is "none" (0 = keep every object the LLM names)', 'double', 0.0, 1.0, load_time=True),
+    Param('next_object_threshold', 0.2, 'after the first object, decode another '
+          'whenever its token\'s probability reaches this, though ending the answer is likelier (plural answers '
+          'stop early; 0.5 or more = plain greedy decoding)', 'double', 0.0, 1.0, load_time=True),
     Param('refine_masks', True, 'snap mask edges to the image\'s colour edges (guided filter, ~2 ms an object '
           'on a 2-core CPU; off = the mask head\'s stride-4 edges)', 'bool', load_time=True),
     Param('max_image_age', 2.0, 'refuse latest-frame queries when the newest frame was received longer '
