@@ -110,7 +110,8 @@ def test_clearly_visible_single_object_found(node):
 
     Depends on the trained default checkpoint (an untrained one fails). The shipped model boxes 17 of
     the 20 lone objects of seeds 0-19 at the node's match threshold 0.4 (`ros-pgpt diagnose --lone 20`:
-    18 boxed; three refused at 0.4 or 0.5, two of them answered "none" by the LLM); it misses seeds 1, 7 and 11
+    18 boxed with refusals off; the LLM answers "none" to seeds 1 and 11 and the match head refuses seed 7
+    at 0.4 and 0.5, so 3 missed at either); it misses seeds 1, 7 and 11
     (docs/MODEL.md, item 19; the checkpoints before missed 7 and 11, and 0 and 7). So at most two misses
     in ten, and every object found is boxed.
     """
