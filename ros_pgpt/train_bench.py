@@ -26,10 +26,12 @@ def bench_steps(config: str, *, steps: int, warmup: int) -> dict:
     import torch
 
     from .config import load_config
+    from .numerics import flush_denormals
     from .predictor import Stopwatch
     from .train import (build_optimizer, configure_trainable, new_model, ort_encoder, scene_generator,
                         set_train_mode, train_step)
 
+    flush_denormals()
     model_config, train_config = load_config(config)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
