@@ -141,6 +141,8 @@ class TrainConfig:
     log_every: int = 20
     tokenizer_corpus_samples: int = 4000
     threads: int = 0  # 0 = torch default
+    # Denormal floats flushed to zero (ros_pgpt/numerics.py); false only to measure what it buys.
+    flush_denormals: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

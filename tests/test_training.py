@@ -14,7 +14,8 @@ from ros_pgpt.build import WEIGHTS_FILE, checkpoint_metadata, load_model
 from ros_pgpt.config import load_config
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.predictor import Predictor
-from ros_pgpt.train import lr_factor, train
+from ros_pgpt.train import (build_optimizer, configure_trainable, lr_factor, new_model, scene_generator, train,
+                            train_step)
 
 from conftest import TINY_CONFIG
 
@@ -44,6 +45,14 @@ def test_training_lowers_the_loss(trained):
     assert last < 0.6 * first, (first, last)
     assert result["history"], "the final step evaluates"
     assert set(result["history"][-1]) >= {"acc50", "miou", "plural_f1", "absent_acc"}
+
+
+def test_a_training_step_runs_with_denormals_flushed(denormals_kept):
+    model_config, train_config = load_config(TINY_CONFIG)
+    model = new_model(model_config, train_config)
+    configure_trainable(model, train_config)
+    train_step(model, build_optimizer(model, train_config), train_config, scene_generator(train_config), 0)
+    assert denormals_kept()
 
 
 def test_checkpoint_round_trip(trained):
@@ -133,8 +142,9 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(log) == 6  # rank 0 alone writes the log
 
 
-def test_train_bench_times_every_stage_of_real_steps(tmp_path):
-    """``ros-pgpt train-bench``: real training steps of a config, each stage timed."""
+def test_train_bench_times_every_stage_of_real_steps(tmp_path, trained):
+    """``ros-pgpt train-bench``: real training steps of a config, each stage timed; from a fresh
+    model or a trained checkpoint, with denormals flushed (the trainer's way) or kept."""
     report_path = tmp_path / "train_bench.json"
     run = run_cli("train-bench", "--config", str(TINY_CONFIG), "--steps", "3", "--warmup", "1",
                   "--json", str(report_path))
@@ -145,11 +155,14 @@ def test_train_bench_times_every_stage_of_real_steps(tmp_path):
     assert all(median[stage] > 0 for stage in stages), median
     assert median["forward"] + median["backward"] < median["step"]
     assert report["config_steps"] == 30 and report["projected_run_s"] == round(median["step"] * 30 / 1000)
+    assert report["checkpoint"] is None and report["flush_denormals"] is True
     bad = run_cli("train-bench", "--config", str(TINY_CONFIG), "--steps", "0")
     assert bad.returncode == 2 and "--steps" in bad.stderr
     budgeted = tmp_path / "budgeted.yaml"
     budgeted.write_text(TINY_CONFIG.read_text().replace("  steps: 30\n", "  steps: 30\n  time_budget_s: 0.5\n"))
-    run = run_cli("train-bench", "--config", str(budgeted), "--steps", "2", "--warmup", "1")
+    run = run_cli("train-bench", "--config", str(budgeted), "--steps", "2", "--warmup", "1",
+                  "--checkpoint", str(trained[0]), "--keep-denormals")
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout[run.stdout.index("{"):])
     assert report["steps_in_budget"] == min(30, int(500 / report["median_ms"]["step"]))
+    assert report["checkpoint"] == str(trained[0]) and report["flush_denormals"] is False
