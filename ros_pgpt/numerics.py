@@ -12,11 +12,11 @@ def flush_denormals() -> bool:
     the trained checkpoint, training steps slowed from 1.3 to 1.9 s as the model
     learned, and a step from the shipped checkpoint takes ~1.25x longer with them
     (``ros-pgpt train-bench --checkpoint DIR --keep-denormals``). Queries were not
-    measurably slower (forward passes only), so only training sets it. Dropping
-    values that small changes no result. Call it before torch's
-    first parallel op, since its worker threads copy the mode when they start and a
-    later call reaches the calling thread only; and call it again where work
-    starts (each training step), since the calling thread was seen to lose it
+    measurably slower (forward passes only), so only training sets it. Values that
+    small are far below anything a loss, a box or a mask can resolve. Call it before
+    torch's first parallel op, since its worker threads copy the mode when they
+    start and a later call reaches the calling thread only; and call it again where
+    work starts (each training step), since the calling thread was seen to lose it
     during setup (measured, cause not found; the call costs nothing).
     """
     import torch

@@ -39,15 +39,15 @@ TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"
 @pytest.fixture
 def denormals_kept():
     """Denormal floats kept (the CPU's default) in this thread for one test; yields a check that they
-    are flushed to zero now (ros_pgpt/numerics.py), and flushes them again afterwards."""
+    are flushed to zero now (ros_pgpt/numerics.py). The thread's mode is restored afterwards."""
     import torch
-
-    if not torch.set_flush_denormal(False):
-        pytest.skip("this CPU cannot flush denormal floats (it needs x86 SSE3 or AArch64)")
 
     def flushed() -> bool:
         return (torch.tensor([1e-39]) * 1.0).item() == 0.0  # 1e-39: below float32's smallest normal
 
+    before = flushed()
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats (it needs x86 SSE3 or AArch64)")
     assert not flushed()
     yield flushed
-    torch.set_flush_denormal(True)
+    torch.set_flush_denormal(before)
