@@ -82,10 +82,6 @@ class ModelConfig:
     # prompt asked for (trained with <obj> tokens forced onto absent-object
     # prompts); at run time a first object it rejects makes the answer "none".
     match_head: bool = False
-    # With match_head and pixel votes: a relation network ranks the objects a token
-    # could mean against each other (superlatives, relations), trained over each
-    # frame's objects; at run time it joins the choice among a mask's objects.
-    object_ranker: bool = False
     # How answers name objects: "perception" (one <obj> token per object,
     # decoded by the perception heads) or "text_coordinates" (Shikra-style
     # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
@@ -138,7 +134,6 @@ class TrainConfig:
     attr_pixel_weight: float = 1.0
     box_votes_weight: float = 5.0
     match_weight: float = 1.0
-    rank_weight: float = 1.0
     # Bookkeeping.
     eval_every: int = 500
     eval_samples: int = 200

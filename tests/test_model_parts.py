@@ -204,36 +204,6 @@ def test_batch_alignment(tiny_model):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-def test_rank_loss_targets_each_tokens_own_object_among_its_frames_objects():
-    """Three frames' objects in one batch: a ranker that knows each token's box (here: through the hidden
-    state) scores its own object first among its own frame's objects, so the loss is ~0; handed another
-    token's box it is not. The ranker sees each frame's objects, its padding slots excluded."""
-    from ros_pgpt.data import SceneGenerator, text_corpus
-
-    model_config, _ = load_config(TINY_CONFIG)
-    model_config.object_ranker = True
-    model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
-    samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6, 7)]
-    images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
-    counts = [len(s.scene.objects) for s in samples]
-    assert len(set(counts)) > 1, "the seeds must give frames with different object counts"
-    seen = []
-
-    def rank(hidden, evidence, boxes, valid):
-        seen.append(valid.sum(-1))
-        return (-(boxes - hidden[:, None, :4]).abs().sum(-1) * 100).masked_fill(~valid, -1e4)
-
-    model.perception_decoder.ranker.forward = rank
-    frame = batch.scene_index[batch.obj_rows]
-    with torch.no_grad():
-        mask_map = model.encode_frames(images).mask_map
-        told = F.pad(batch.obj_boxes, (0, 60))
-        assert float(model.rank_loss(batch, mask_map, told, frame)) < 1e-3
-        assert float(model.rank_loss(batch, mask_map, told.roll(1, dims=0), frame)) > 1
-    assert seen[0].tolist() == [counts[f] for f in frame.tolist()]  # every object here is visible
-
-
 def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     """Each absent prompt gets a second sequence: the prompt, then <obj>, no LM target; the match loss reads it."""
     from ros_pgpt.data import SceneGenerator
@@ -533,31 +503,6 @@ def test_pointer_finds_the_object_a_mask_barely_reaches():
     torch.testing.assert_close(box[0, 0], TWO_BOXES[1], atol=1e-4, rtol=0)
     kept, dropped = TWO_PLACES[1], TWO_PLACES[0]
     assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 14).all()
-
-
-@pytest.mark.parametrize("ranked_first", [0, 1])
-def test_object_ranker_decides_between_a_masks_objects(ranked_first):
-    """Two objects under a mask, the match head indifferent: the object the ranker ranks first is read out,
-    and the ranker saw both candidates' boxes (the other two candidate slots, empty, are excluded)."""
-    decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
-                                box_readout="pixel_votes", match_head=True, object_ranker=True).eval()
-    query, mask_map = _two_objects(decoder)
-    decoder._match = lambda intent, weights, _: weights.sum(-1) * 0  # noqa: E731  (no opinion)
-    seen = {}
-
-    def rank(hidden, evidence, boxes, valid):
-        seen.update(boxes=boxes, valid=valid)
-        centre_x = (boxes[..., 0] + boxes[..., 2]) / 2
-        return (centre_x if ranked_first else -centre_x).masked_fill(~valid, -1e4) * 100
-
-    decoder.ranker.forward = rank
-    with torch.no_grad():
-        box = decoder.readout(torch.randn(1, 1, 64), query, mask_map)[0]
-    torch.testing.assert_close(box[0, 0], TWO_BOXES[ranked_first], atol=1e-4, rtol=0)
-    assert seen["valid"].tolist() == [[True, True, False, False]]
-    torch.testing.assert_close(seen["boxes"][0, :2], TWO_BOXES, atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match="object_ranker needs"):
-        PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, object_ranker=True)
 
 
 def test_pointer_grid_is_a_distribution_over_the_cells():

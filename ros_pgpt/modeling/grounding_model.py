@@ -97,9 +97,7 @@ class GroundingModel(nn.Module):
     @property
     def needs_object_list(self) -> bool:
         """Whether the dense training losses need every object of every frame (``collate(list_objects=)``)."""
-        decoder = self.perception_decoder
-        return (self.pixel_attributes is not None or decoder.box_readout == "pixel_votes"
-                or decoder.ranker is not None)
+        return self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
 
     @property
     def collate_options(self) -> dict:
@@ -217,8 +215,6 @@ class GroundingModel(nn.Module):
             if matching:
                 match_logits = match_logits[decoded_frames, decoded_slots]
                 losses["match"] = _balanced_bce(match_logits[:targets], match_logits[targets:])
-            if self.perception_decoder.ranker is not None:
-                losses["rank"] = self.rank_loss(batch, frames.mask_map, objects, frame)
             if self.pointer is not None:
                 logits = self.pointer(objects, visual[frame])
                 losses["pointer"] = F.cross_entropy(logits, centre_cells(batch.obj_boxes, side))
@@ -246,34 +242,6 @@ class GroundingModel(nn.Module):
             if covered.any():
                 losses["box_votes"] = F.l1_loss(votes[covered], batch.object_boxes[owners[covered]])
         return losses
-
-
-    def rank_loss(self, batch: SequenceBatch, mask_map: torch.Tensor, hidden: torch.Tensor,
-                  frame: torch.Tensor) -> torch.Tensor:
-        """The object ranker's cross-entropy over the objects of each ``<obj>`` token's frame (hiddens (Ko, D),
-        frames (Ko,)), the token's own object the target. Each object shows the evidence under its visible mask."""
-        decoder = self.perception_decoder
-        frames = mask_map.shape[0]
-        counts = torch.bincount(batch.object_frames, minlength=frames)
-        first = counts.cumsum(0) - counts  # collate lists each frame's objects together, in frame order
-        slot = torch.arange(len(batch.object_frames), device=mask_map.device) - first[batch.object_frames]
-        coverage = batch.object_masks.flatten(1)
-        area = coverage.sum(dim=-1)
-        size = (frames, int(counts.max()))
-        weights = mask_map.new_zeros(*size, coverage.shape[1])
-        weights[batch.object_frames, slot] = coverage / area.clamp(min=1e-6).unsqueeze(-1)
-        boxes = mask_map.new_zeros(*size, 4)
-        boxes[batch.object_frames, slot] = batch.object_boxes
-        visible = torch.zeros(size, dtype=torch.bool, device=mask_map.device)
-        visible[batch.object_frames, slot] = area > 0
-        evidence = decoder.found(weights, mask_map)
-        target = batch.obj_objects - first[frame]
-        keep = visible[frame, target]
-        if not keep.any():
-            return hidden.sum() * 0
-        frame = frame[keep]
-        logits = decoder.ranker(hidden[keep], evidence[frame], boxes[frame], visible[frame])
-        return F.cross_entropy(logits, target[keep])
 
 
 def _select_frames(cache, index: torch.Tensor) -> None:

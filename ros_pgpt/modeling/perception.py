@@ -31,7 +31,6 @@ from torch import nn
 
 from .common import MLP, LayerNorm2d, box_fourier, sincos_2d
 from .losses import box_iou
-from .object_ranker import ObjectRanker
 
 
 class PerceptionEncoder(nn.Module):
@@ -138,9 +137,6 @@ OUTSIDE_CANDIDATE = 1e4  # subtracted from mask logits off a candidate: its soft
 # The pointer prior (``pointer_prior``) biases the decoder's attention by the pointer's log-probabilities,
 # floored here so that a confident pointer dims the cells it rules out without blinding the decoder to them.
 PRIOR_FLOOR = -8.0
-# With an object ranker, a candidate's score also adds this weight times the ranker's log-probability of it
-# among the mask's candidates (chosen on held-out seed 1, docs/MODEL.md).
-RANK_WEIGHT = 1.0
 
 
 class PerceptionDecoder(nn.Module):
@@ -164,20 +160,14 @@ class PerceptionDecoder(nn.Module):
     ``pointer_prior``: the visual pointer's log-probabilities (upsampled to the
     stride-8 memory) bias the cross-attention, scaled by a learned gain: the
     decoder looks first where the LLM points.
-
-    ``object_ranker`` (with a match head and pixel votes): an ``ObjectRanker``
-    that compares the objects under a mask with each other for the token
-    (superlatives, relations); its log-probabilities join the run-time choice.
     """
 
     def __init__(self, *, hidden_dim: int, feature_channels: tuple[int, ...], dim: int = 128,
                  layers: int = 2, heads: int = 4, box_readout: str = "query", match_head: bool = False,
-                 pointer_prior: bool = False, object_ranker: bool = False) -> None:
+                 pointer_prior: bool = False) -> None:
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
-        if object_ranker and not (match_head and box_readout == "pixel_votes"):
-            raise ValueError("object_ranker needs match_head and box_readout 'pixel_votes'")
         self.dim = dim
         self.heads = heads
         self.box_readout = box_readout
@@ -203,7 +193,6 @@ class PerceptionDecoder(nn.Module):
             self.match_intent = MLP(dims=[hidden_dim, dim, dim])
             self.match_found = nn.Linear(dim, MATCH_EVIDENCE)
             self.match_head = MLP(dims=[dim + 2 * MATCH_EVIDENCE, dim, 1])
-        self.ranker = ObjectRanker(hidden_dim=hidden_dim, evidence_dim=MATCH_EVIDENCE, dim=dim) if object_ranker else None
 
     def encode_pixels(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pyramid (strides 4, 8, 16, 32) -> (attention memory (B, L, dim), mask map (B, C, H/4, W/4),
@@ -282,7 +271,7 @@ class PerceptionDecoder(nn.Module):
             if intent is None:
                 return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
                     logits, None
-            return self._pick_candidate(hidden, intent, logits, weights, votes, mask_map, prior)
+            return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
         # Training reads the box from the whole softmax, so the box loss also pushes mask mass off
         # other objects.
         if self.box_readout == "query":
@@ -291,30 +280,22 @@ class PerceptionDecoder(nn.Module):
             boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
         return boxes, logits, None if intent is None else self._match(intent, weights, mask_map)
 
-    def evidence_channels(self, mask_map: torch.Tensor) -> torch.Tensor:
-        """The match head's evidence channels (B, E, h, w) of a mask map."""
-        return mask_map[:, self.dim // 2:self.dim // 2 + MATCH_EVIDENCE]
-
-    def found(self, weights: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
-        """The evidence (B, K, E) that pixel weights (B, K, P) pool: what the weighted pixels show."""
-        return torch.einsum("bkp,bcp->bkc", weights, self.evidence_channels(mask_map).flatten(2))
-
     def _match(self, intent: torch.Tensor, weights: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
         """Match logits (B, K) of the objects that ``weights`` (B, K, P) pool the evidence channels under."""
-        found = self.found(weights.detach(), mask_map)
+        evidence = mask_map[:, self.dim // 2:self.dim // 2 + MATCH_EVIDENCE].flatten(2)
+        found = torch.einsum("bkp,bcp->bkc", weights.detach(), evidence)
         return self.match_head(torch.cat([intent, found, self.match_found(intent) * found], dim=-1)).squeeze(-1)
 
-    def _pick_candidate(self, hidden, intent, logits, weights, votes, mask_map, prior):
+    def _pick_candidate(self, intent, logits, weights, votes, mask_map, prior):
         """Run-time readout with pixel votes and a match head: the object a mask holds most is not
         always the one the prompt asks for, so each of the objects it holds (the pixels voting like a
         peak, strongest first) is scored by the match head, the log of its share of the mask and,
         with the pointer's prior, its log-probability at the box centre; the best is read out. Its
-        mask drops the pixels of the other objects held. An object ranker then compares the candidates
-        with each other for the token."""
+        mask drops the pixels of the other objects held."""
         flat = logits.flatten(2)
         free = torch.ones_like(weights, dtype=torch.bool)
         owners = torch.full_like(flat, -1, dtype=torch.long)  # which candidate each pixel votes for (-1: none)
-        scores, boxes, matches, counted, evidence = [], [], [], [], []
+        scores, boxes, matches = [], [], []
         for index in range(CANDIDATES):
             peak = flat.masked_fill(~free, float("-inf")).argmax(dim=-1)
             agree = _agrees_with(votes, peak) & free
@@ -331,20 +312,12 @@ class PerceptionDecoder(nn.Module):
                 valid = agree.any(dim=-1)  # empty only once every pixel is taken
                 score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
             owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
-            counted.append(valid if index else torch.ones_like(valid))  # the peak's always counts
-            scores.append(score.masked_fill(~counted[-1], float("-inf")))
+            scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
             boxes.append(box)
             matches.append(match)
-            if self.ranker is not None:
-                evidence.append(self.found(kept, mask_map))
             free = free & ~agree
-        scores, boxes = torch.stack(scores, dim=-1), torch.stack(boxes, dim=-2)  # (B, K, C), (B, K, C, 4)
-        if self.ranker is not None:
-            ranks = self.ranker(hidden.flatten(0, 1), torch.stack(evidence, dim=-2).flatten(0, 1), boxes.flatten(0, 1),
-                                torch.stack(counted, dim=-1).flatten(0, 1))
-            scores = scores + RANK_WEIGHT * ranks.view_as(scores).log_softmax(dim=-1)
-        chosen = scores.argmax(dim=-1, keepdim=True)  # (B, K, 1)
-        box = boxes.gather(-2, chosen.unsqueeze(-1).expand(-1, -1, -1, 4)).squeeze(-2)
+        chosen = torch.stack(scores, dim=-1).argmax(dim=-1, keepdim=True)  # (B, K, 1)
+        box = torch.stack(boxes, dim=-2).gather(-2, chosen.unsqueeze(-1).expand(-1, -1, -1, 4)).squeeze(-2)
         match = torch.stack(matches, dim=-1).gather(-1, chosen).squeeze(-1)
         others = (owners >= 0) & (owners != chosen)
         masked = torch.where(others, torch.minimum(flat, torch.full_like(flat, OTHER_OBJECT_LOGIT)), flat)
