@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.scenes import COLOURS, SHAPES, SIZES
+from .data.scenes import BASE_MASKS, COLOURS, POSITION_WORDS, SHAPES, SIZES
 from .modeling.grounding_model import SequenceBatch
 from .modeling.language_model import BOX, NONE_ANSWER, TokenIds
 from .transforms import Letterbox
@@ -25,6 +25,8 @@ COLOUR_NAMES = tuple(COLOURS)
 # Classes of the attribute heads (colour, shape, size), each with 0 = "no object".
 ATTRIBUTE_NAMES = ("colour", "shape", "size")  # the order of object_attribute_ids
 ATTRIBUTE_CLASSES = (len(COLOURS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
+# One label per superlative descriptor ("object", a shape, a colour, both) and position word.
+SUPERLATIVE_LABELS = len(BASE_MASKS) * len(POSITION_WORDS)
 _BOX_TEXT = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
 
 
@@ -102,6 +104,25 @@ def object_attribute_ids(obj) -> tuple[int, int, int]:
     return (COLOUR_NAMES.index(obj.colour) + 1, SHAPES.index(obj.shape) + 1, SIZES.index(obj.size) + 1)
 
 
+def superlative_labels(scene) -> np.ndarray:
+    """(objects, SUPERLATIVE_LABELS): for each descriptor a superlative can use (the objects sharing this
+    object's colour and/or shape, or all of them) and each position word ("leftmost", ...), 1 where this
+    object is the extreme one of its group that way, 0 where another is, -1 where it is alone in its
+    group (no superlative can name it)."""
+    attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
+    centres = np.array([o.centre for o in scene.objects], np.float32).reshape(-1, 2)
+    labels = np.full((len(attrs), SUPERLATIVE_LABELS), -1, np.float32)
+    for index, own in enumerate(attrs):
+        for group_index, mask in enumerate(BASE_MASKS):
+            group = [j for j, other in enumerate(attrs) if all(other[k] == own[k] for k in range(3) if mask[k])]
+            if len(group) < 2:
+                continue
+            for word_index, (axis, sign) in enumerate(POSITION_WORDS.values()):
+                extreme = max(group, key=lambda j: sign * centres[j, axis])
+                labels[index, group_index * len(POSITION_WORDS) + word_index] = float(extreme == index)
+    return labels
+
+
 def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
             answer_format: str = "perception", list_objects: bool = False, match_probes: bool = False):
     """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
@@ -128,9 +149,10 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         images.append(image_tensor(scene.image, letterbox))
         first_object.append(len(objects))
         if list_objects:
+            extremes = superlative_labels(scene)
             for index, obj in enumerate(scene.objects):
                 objects.append((scene_index, object_mask(scene_index, letterbox, scene, index),
-                                letterbox.boxes_to_unit(obj.box), object_attribute_ids(obj)))
+                                letterbox.boxes_to_unit(obj.box), object_attribute_ids(obj), extremes[index]))
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
@@ -197,6 +219,8 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
                                           .reshape(-1, mask_side, mask_side))
         batch.object_boxes = torch.tensor(np.array([o[2] for o in objects], np.float32).reshape(-1, 4))
         batch.object_attributes = torch.tensor(np.array([o[3] for o in objects], np.int64).reshape(-1, 3))
+        batch.object_superlatives = torch.tensor(np.array([o[4] for o in objects], np.float32)
+                                                 .reshape(-1, SUPERLATIVE_LABELS))
     return torch.stack(images), batch
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch import nn
 from safetensors.torch import load_file, save_file
 
-from .batching import ANSWER_FORMATS, ATTRIBUTE_CLASSES
+from .batching import ANSWER_FORMATS, ATTRIBUTE_CLASSES, SUPERLATIVE_LABELS
 from .config import ModelConfig, model_config_from_dict
 from .modeling.grounding_model import GroundingModel
 from .modeling.image_encoder import build_image_encoder
@@ -36,8 +37,9 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         raise ValueError("decision_pointer needs visual_pointer")
     if config.pointer_prior and not config.visual_pointer:
         raise ValueError("pointer_prior needs visual_pointer")
-    if config.attribute_heads and config.projector == "resampler":
-        raise ValueError("attribute_heads label grid cells: use a grid projector (c_abstractor or linear)")
+    if (config.attribute_heads or config.superlative_heads) and config.projector == "resampler":
+        raise ValueError("attribute_heads and superlative_heads label grid cells: use a grid projector "
+                         "(c_abstractor or linear)")
     image_encoder = build_image_encoder(config.vision, pretrained=config.vision_pretrained,
                                         image_size=config.image_size)
     language_model = build_language_model(config, tokenizer_texts=tokenizer_texts, tokenizer_dir=tokenizer_dir)
@@ -64,6 +66,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         token_attributes=AttributeHeads(dim=width, classes=ATTRIBUTE_CLASSES) if config.attribute_heads else None,
         pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=ATTRIBUTE_CLASSES)
                           if config.attribute_heads else None),
+        superlatives=nn.Linear(width, SUPERLATIVE_LABELS) if config.superlative_heads else None,
         answer_format=config.answer_format)
 
 

@@ -78,6 +78,10 @@ class ModelConfig:
     # Training-only auxiliary: colour / shape / size classifiers on the perception
     # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
     attribute_heads: bool = False
+    # Training-only auxiliary: on the same LLM hiddens, one binary label per superlative
+    # descriptor and position word: is this object "the leftmost red object", "the
+    # topmost star", ... (batching.superlative_labels), so the LLM compares objects densely.
+    superlative_heads: bool = False
     # A match head on the decoder scores whether each decoded object is what the
     # prompt asked for (trained with <obj> tokens forced onto absent-object
     # prompts); at run time a first object it rejects makes the answer "none".
@@ -132,6 +136,7 @@ class TrainConfig:
     attr_token_weight: float = 1.0
     attr_visual_weight: float = 1.0
     attr_pixel_weight: float = 1.0
+    superlative_weight: float = 1.0
     box_votes_weight: float = 5.0
     match_weight: float = 1.0
     # Bookkeeping.

@@ -204,6 +204,50 @@ def test_batch_alignment(tiny_model):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_superlative_labels_agree_with_the_generators_superlatives():
+    """Every superlative prompt the generator asks ("the leftmost red object", "the topmost star") has its
+    target labelled the extreme of its group that way, and no other object of the group."""
+    from ros_pgpt.batching import superlative_labels
+    from ros_pgpt.data import COLOURS, SHAPES, SceneGenerator
+    from ros_pgpt.data.scenes import BASE_MASKS, POSITION_WORDS
+
+    generator = SceneGenerator(resolutions=[(640, 480)])
+    checked = 0
+    for seed in range(60):
+        sample = generator.sample(seed, n_queries=8)
+        labels = superlative_labels(sample.scene)
+        attrs = [(o.size, o.colour, o.shape) for o in sample.scene.objects]
+        assert labels.shape == (len(attrs), len(BASE_MASKS) * len(POSITION_WORDS))
+        for query in sample.queries:
+            words = query.phrase.split()
+            if query.kind != "single" or words[1] not in POSITION_WORDS:
+                continue
+            mask = (False, any(c in words for c in COLOURS), any(s in words for s in SHAPES))
+            column = BASE_MASKS.index(mask) * len(POSITION_WORDS) + list(POSITION_WORDS).index(words[1])
+            target = query.targets[0]
+            group = [j for j, a in enumerate(attrs) if all(a[k] == attrs[target][k] for k in range(3) if mask[k])]
+            assert labels[target, column] == 1, query.phrase
+            assert all(labels[j, column] == 0 for j in group if j != target), query.phrase
+            checked += 1
+    assert checked >= 5, "the seeds must give superlative prompts"
+
+
+def test_superlative_heads_train_the_llm(tiny_model):
+    """With superlative_heads the loss reads the LLM's visual and perception tokens: its gradient reaches the LLM."""
+    from ros_pgpt.data import SceneGenerator, text_corpus
+
+    model_config, _ = load_config(TINY_CONFIG)
+    model_config.superlative_heads = True
+    model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
+    samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6)]
+    images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
+                            **model.collate_options)
+    losses = model(images, batch, 16)
+    losses["superlative"].backward()
+    assert model.superlatives.weight.grad.abs().sum() > 0
+    assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
 def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     """Each absent prompt gets a second sequence: the prompt, then <obj>, no LM target; the match loss reads it."""
     from ros_pgpt.data import SceneGenerator

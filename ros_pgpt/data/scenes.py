@@ -114,7 +114,7 @@ _ATTR_MASKS: tuple[tuple[bool, bool, bool], ...] = (
     (True, True, True),
 )
 # relation_box / positional base descriptors: colour? + shape|object
-_BASE_MASKS: tuple[tuple[bool, bool, bool], ...] = (
+BASE_MASKS: tuple[tuple[bool, bool, bool], ...] = (
     (False, False, False), (False, False, True), (False, True, False), (False, True, True),
 )
 
@@ -634,7 +634,7 @@ class _QueryContext:
     def _position_forms(self, t):
         forms = []
         a = self.attrs[t]
-        for mask in _BASE_MASKS:
+        for mask in BASE_MASKS:
             d = _desc(a, mask)
             group = self.matches(d)
             if len(group) < 2:
@@ -769,7 +769,7 @@ class _QueryContext:
             for t in range(self.n):
                 if t == r:
                     continue
-                for mask in _BASE_MASKS:
+                for mask in BASE_MASKS:
                     d = _desc(self.attrs[t], mask)
                     others = [o for o in self.matches(d) if o != t and o != r]
                     for word, sign in RELATION_WORDS.items():

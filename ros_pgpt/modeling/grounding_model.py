@@ -54,6 +54,7 @@ class SequenceBatch:
     object_masks: torch.Tensor | None = None  # (No, h, w) visible coverage on the mask grid
     object_boxes: torch.Tensor | None = None  # (No, 4) unit xyxy
     object_attributes: torch.Tensor | None = None  # (No, 3) colour, shape, size ids (0 = no object)
+    object_superlatives: torch.Tensor | None = None  # (No, L) batching.superlative_labels (-1 = none applies)
     # The last prompt token of every object question (not "what is in <box>?"): it decides the answer.
     decision_rows: torch.Tensor | None = None  # (Nd,)
     decision_cols: torch.Tensor | None = None
@@ -70,7 +71,7 @@ class GroundingModel(nn.Module):
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
                  image_size: int, projector_pixels: bool = False, pointer: VisualPointer | None = None,
                  token_attributes: AttributeHeads | None = None, pixel_attributes: AttributeHeads | None = None,
-                 answer_format: str = "perception") -> None:
+                 superlatives: nn.Module | None = None, answer_format: str = "perception") -> None:
         super().__init__()
         self.answer_format = answer_format  # "perception" or "text_coordinates" (see ModelConfig)
         self.image_encoder = image_encoder
@@ -83,6 +84,9 @@ class GroundingModel(nn.Module):
         # share one, so both encode attributes alike) and on the decoder's pixel memory.
         self.token_attributes = token_attributes
         self.pixel_attributes = pixel_attributes
+        # Training-only: which superlatives name each object, read off the same LLM hiddens (visual tokens
+        # and perception tokens), so the LLM compares objects where it sees them (superlative_heads).
+        self.superlatives = superlatives
         self.image_size = image_size
         self.projector_pixels = projector_pixels  # the projector also reads frames.pixel_map
 
@@ -97,7 +101,8 @@ class GroundingModel(nn.Module):
     @property
     def needs_object_list(self) -> bool:
         """Whether the dense training losses need every object of every frame (``collate(list_objects=)``)."""
-        return self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
+        return (self.pixel_attributes is not None or self.perception_decoder.box_readout == "pixel_votes"
+                or self.superlatives is not None)
 
     @property
     def collate_options(self) -> dict:
@@ -229,6 +234,14 @@ class GroundingModel(nn.Module):
         if self.token_attributes is not None:
             cells = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=True))
             losses["attr_visual"] = self.token_attributes.loss(visual.reshape(-1, visual.shape[-1]), cells)
+        if self.superlatives is not None:
+            owners = region_owners(batch, images.shape[0], side, with_centres=True)
+            owned = owners >= 0
+            rows = torch.cat([visual.reshape(-1, visual.shape[-1])[owned], hidden[batch.obj_rows, batch.obj_cols]])
+            labels = batch.object_superlatives[torch.cat([owners[owned], batch.obj_objects])]
+            known = labels >= 0
+            losses["superlative"] = (F.binary_cross_entropy_with_logits(self.superlatives(rows)[known], labels[known])
+                                     if known.any() else rows.sum() * 0)
         if self.pixel_attributes is not None:
             memory_side = math.isqrt(frames.memory.shape[1])
             pixels = attribute_labels(batch, region_owners(batch, images.shape[0], memory_side, with_centres=False))
