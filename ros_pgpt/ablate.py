@@ -90,10 +90,11 @@ def fixed_counts(max_tokens: int) -> list[int]:
 def variant_configs(base: Path, name: str, steps: int | None):
     """(model config, train config, visual-token counts to evaluate) of one variant."""
     model_config, train_config = load_config(base)
-    if (model_config.attribute_heads or model_config.decision_pointer or model_config.match_head
-            or model_config.box_readout != "query"):
+    if (model_config.attribute_heads or model_config.superlative_heads or model_config.decision_pointer
+            or model_config.match_head or model_config.box_readout != "query"):
         raise ValueError(f"{base}: the ablation starts from the PerceptionGPT decoder (attribute_heads: false, "
-                         "decision_pointer: false, match_head: false, box_readout: query); claim 4 adds ours")
+                         "superlative_heads: false, decision_pointer: false, match_head: false, box_readout: "
+                         "query); claim 4 adds ours")
     model_over, train_over, counts = variants(model_config.max_visual_tokens)[name]
     train_config = replace(train_config, **train_over)
     if steps:

@@ -76,7 +76,8 @@ def test_ablate_writes_report_figures_and_raw_numbers(tmp_path):
     report, figures = tmp_path / "RESULTS.md", tmp_path / "results"
     base = tmp_path / "base.yaml"  # the tiny config with the papers' decoder, as configs/ablation.yaml
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["model"].update(attribute_heads=False, decision_pointer=False, match_head=False, box_readout="query")
+    config["model"].update(attribute_heads=False, superlative_heads=False, decision_pointer=False, match_head=False,
+                           box_readout="query")
     base.write_text(yaml.safe_dump(config))
     done = subprocess.run(
         [sys.executable, "-m", "ros_pgpt.cli", "ablate", "--config", str(base), "--runs",

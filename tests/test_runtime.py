@@ -12,7 +12,8 @@ from ros_pgpt.batching import encode_prompt, image_tensor
 from ros_pgpt.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.predictor import DEFAULT_MASK_THRESHOLD, DEFAULT_MATCH_THRESHOLD, Predictor
+from ros_pgpt.metrics import box_iou
+from ros_pgpt.predictor import DEFAULT_MASK_THRESHOLD, DEFAULT_MATCH_THRESHOLD, DUPLICATE_IOU, Predictor
 from ros_pgpt.runtime import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.runtime.ort_backend import OrtEngine
 from ros_pgpt.runtime.parity import compare_predictors
@@ -328,7 +329,8 @@ def test_pytorch_engine_matches_the_original_generation_loop(exported):
 class ReferencePredictor:
     """ros_pgpt/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
     frame features cached per key, image-prefix KV cache per count, deep-copied per prompt;
-    plus the match head's refusal of a first object, which answers "none"."""
+    plus the match head's refusal of a first object, which answers "none", and the end of an answer at
+    an object found again (``DUPLICATE_IOU``; both came after that commit)."""
 
     def __init__(self, model, max_answer_tokens=12, max_objects=8):
         self.model, self.max_answer_tokens, self.max_objects = model, max_answer_tokens, max_objects
@@ -380,6 +382,8 @@ class ReferencePredictor:
                 score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
                 if match is not None and not objects and score < DEFAULT_MATCH_THRESHOLD:  # refused: "none"
                     refused = True
+                    break
+                if any(box_iou(box[0, 0].numpy(), earlier[1].numpy()) >= DUPLICATE_IOU for earlier in objects):
                     break
                 objects.append((score, box[0, 0], mask_logits[0, 0]))
                 feedback = model.perception_encoder(box[0]).unsqueeze(1)
