@@ -231,11 +231,12 @@ class GroundingModel(nn.Module):
             no_match = torch.full_like(batch.decision_rows, visual.shape[1])
             target = torch.where(batch.decision_present, centre_cells(batch.decision_boxes, side), no_match)
             losses["decision"] = F.cross_entropy(logits, target)
+        if self.token_attributes is not None or self.superlatives is not None:  # both label the visual cells
+            owners = region_owners(batch, images.shape[0], side, with_centres=True)
         if self.token_attributes is not None:
-            cells = attribute_labels(batch, region_owners(batch, images.shape[0], side, with_centres=True))
+            cells = attribute_labels(batch, owners)
             losses["attr_visual"] = self.token_attributes.loss(visual.reshape(-1, visual.shape[-1]), cells)
         if self.superlatives is not None:
-            owners = region_owners(batch, images.shape[0], side, with_centres=True)
             owned = owners >= 0
             rows = torch.cat([visual.reshape(-1, visual.shape[-1])[owned], hidden[batch.obj_rows, batch.obj_cols]])
             labels = batch.object_superlatives[torch.cat([owners[owned], batch.obj_objects])]
