@@ -80,7 +80,7 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
     if ious[target] >= 0.5:
         mask = mask_iou(first.mask, scene.objects[target].mask) if first.mask is not None else None
         return "right", mask
-    if max(iou for index, iou in enumerate(ious) if index != target) >= 0.5:
+    if max((iou for index, iou in enumerate(ious) if index != target), default=0.0) >= 0.5:
         return "other_object", None
     return ("loose" if ious[target] >= 0.1 else "off"), None
 

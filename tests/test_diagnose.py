@@ -28,6 +28,13 @@ def test_outcomes_of_a_first_object():
     assert single_outcome(scene, query, _answer()) == ("none", None)
 
 
+def test_a_miss_in_a_one_object_scene_has_no_other_object_to_blame():
+    sample = next(s for s in (SceneGenerator(resolutions=[(640, 480)]).sample(i) for i in range(200))
+                  if len(s.scene.objects) == 1 and any(q.kind == "single" for q in s.queries))
+    query = next(q for q in sample.queries if q.kind == "single")
+    assert single_outcome(sample.scene, query, _answer((-50.0, -50.0, -40.0, -40.0)))[0] == "off"
+
+
 def test_size_bins_by_longer_side():
     assert size_bin((0, 0, 29, 10)) == "<30"
     assert size_bin((0, 0, 10, 30)) == "30-50"
