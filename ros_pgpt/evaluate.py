@@ -124,8 +124,8 @@ def evaluate_model(model, *, samples: int, token_counts: list[int], seed: int = 
 
 
 def add_held_out_arguments(parser: argparse.ArgumentParser, *, samples: int) -> None:
-    """--checkpoint, --samples, --seed, --match-threshold and --next-object-threshold: what evaluates which
-    model on which scenes."""
+    """--checkpoint, --samples, --seed and the decoding thresholds (--match-threshold, --next-object-threshold,
+    --first-object-threshold): what evaluates which model on which scenes."""
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
     parser.add_argument("--samples", type=int, default=samples, help="held-out scenes (4 prompts each)")
     parser.add_argument("--seed", type=int, default=0, help="held-out split seed")
@@ -135,6 +135,10 @@ def add_held_out_arguments(parser: argparse.ArgumentParser, *, samples: int) -> 
     parser.add_argument("--next-object-threshold", type=float, default=None,
                         help="after the first object, decode another whenever its token's probability reaches "
                              "this (0.5 = plain greedy; default: the Predictor's)")
+    parser.add_argument("--first-object-threshold", type=float, default=None,
+                        help="models with a match head: where the LLM answers \"none\" but an object token is at "
+                             "least this likely, decode it and let the match head decide (1 = the LLM's \"none\" "
+                             "stands; default: the Predictor's)")
 
 
 def predictor_from_arguments(args: argparse.Namespace):
@@ -143,7 +147,7 @@ def predictor_from_arguments(args: argparse.Namespace):
     from .predictor import Predictor
 
     directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    options = {name: value for name in ("match_threshold", "next_object_threshold")
+    options = {name: value for name in ("match_threshold", "next_object_threshold", "first_object_threshold")
                if (value := getattr(args, name)) is not None}
     return directory, Predictor.from_checkpoint(directory, **options)
 
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
               "match_threshold": predictor.match_threshold if matching else None,
               "next_object_threshold": predictor.next_object_threshold,
+              "first_object_threshold": predictor.first_object_threshold if matching else None,
               "max_visual_tokens": maximum, "train_steps": metadata.get("step"),
               "train_wall_s": metadata.get("train_wall_s"), "eval_wall_s": round(time.perf_counter() - started, 1),
               "results": results}

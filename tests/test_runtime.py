@@ -154,11 +154,42 @@ def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
 
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_first_object_threshold_lets_the_match_head_overrule_a_none(predictors, backend):
+    """1 keeps the LLM's "none"; 0 decodes an object wherever the LLM answers "none", which the match head then
+    keeps (threshold 0: the answer has objects) or refuses (threshold above every score: "none" again, rejected).
+    Answers that do not start with "none" stay as they were."""
+    predictor = predictors[backend]
+    if not predictor.engine.has_match_head:
+        pytest.skip("the checkpoint under test has no match head (match_head: false)")
+    defaults = predictor.first_object_threshold, predictor.match_threshold
+    overruled = 0
+    try:
+        for index, sample in enumerate(scenes(20, seed=3)):  # 8 absent prompts
+            for query in sample.queries:
+                predictor.first_object_threshold, predictor.match_threshold = 1.0, 0.0
+                llm = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("f", index))
+                predictor.first_object_threshold = 0.0
+                kept = predictor.ground(None, query.prompt, boxes=query.input_boxes)
+                if llm.answer != "none":
+                    assert kept.answer == llm.answer and len(kept.objects) == len(llm.objects)
+                    continue
+                predictor.match_threshold = float("inf")
+                refused = predictor.ground(None, query.prompt, boxes=query.input_boxes)
+                assert llm.objects == [] and llm.rejected == 0
+                assert kept.objects and kept.rejected == 0
+                assert refused.objects == [] and refused.rejected == 1 and refused.answer == "none"
+                overruled += 1
+    finally:
+        predictor.first_object_threshold, predictor.match_threshold = defaults
+    assert overruled, "the LLM answered no prompt of the sample with \"none\""
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_match_head_refusal_ends_the_answer(predictors, backend):
     """Threshold 0 keeps what the LLM names; one above every score refuses the first object: no objects, answer "none";
     objects after an accepted first one are the LLM's call whatever their match score."""
     predictor = predictors[backend]
-    if not _has_match_head(predictor):
+    if not predictor.engine.has_match_head:
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
     keep, refuse, default = None, None, predictor.match_threshold
     try:
@@ -247,14 +278,6 @@ def test_an_object_found_again_ends_the_answer(predictors, backend):
     assert len(beside.objects) > 1 and beside.objects[0].box == result.objects[0].box
 
 
-def _has_match_head(predictor) -> bool:
-    """Whether the model behind a predictor has a match head (PyTorch model or exported perception graph)."""
-    if predictor.model is not None:
-        return predictor.model.perception_decoder.match_head is not None
-    outputs = predictor.engine.manifest["files"]["perception"]["outputs"]
-    return any(o["name"] == "match_logits" for o in outputs)
-
-
 class CountingEngine(WrappedEngine):
     """Counts the calls of the per-frame and per-count stages."""
 
@@ -308,9 +331,10 @@ def test_pytorch_engine_matches_the_original_generation_loop(exported):
     """The refactored Predictor on PyTorch gives exactly what the pre-engine Predictor gave."""
     checkpoint, _, _ = exported
     model = load_model(checkpoint)
-    # The reference predates mask refinement (tested in test_mask_refine.py) and the next-object threshold
-    # (test_next_object_threshold_only_extends_greedy_answers): compare unrefined masks and greedy answers.
-    predictor = Predictor(model, refine_masks=False, next_object_threshold=0.5)
+    # The reference predates mask refinement (tested in test_mask_refine.py) and the next- and first-object
+    # thresholds (test_next_object_threshold_only_extends_greedy_answers,
+    # test_first_object_threshold_lets_the_match_head_overrule_a_none): compare unrefined masks, greedy answers.
+    predictor = Predictor(model, refine_masks=False, next_object_threshold=0.5, first_object_threshold=1.0)
     reference = ReferencePredictor(model)
     for index, sample in enumerate(scenes(2, seed=5)):
         for query in sample.queries:

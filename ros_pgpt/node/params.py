@@ -58,6 +58,9 @@ PARAMS = (
     Param('next_object_threshold', 0.2, 'after the first object, decode another '
           'whenever its token\'s probability reaches this, though ending the answer is likelier (plural answers '
           'stop early; 0.5 or more = plain greedy decoding)', 'double', 0.0, 1.0, load_time=True),
+    Param('first_object_threshold', 0.1, 'models with a match head: where the LLM answers "none" but an object '
+          'token is at least this likely, decode the object and let the match head decide (1 = the LLM\'s "none" '
+          'stands)', 'double', 0.0, 1.0, load_time=True),
     Param('refine_masks', True, 'snap mask edges to the image\'s colour edges (guided filter, ~2 ms an object '
           'on a 2-core CPU; off = the mask head\'s stride-4 edges)', 'bool', load_time=True),
     Param('max_image_age', 2.0, 'refuse latest-frame queries when the newest frame was received longer '

@@ -164,6 +164,7 @@ class PerceptionNode(_BaseNode):
             self._predictor = create_predictor(checkpoint, backend=backend,
                                                match_threshold=self._p('match_threshold'),
                                                next_object_threshold=self._p('next_object_threshold'),
+                                               first_object_threshold=self._p('first_object_threshold'),
                                                refine_masks=self._p('refine_masks'))
         except Exception as exc:  # noqa: BLE001 - every load failure is a configure failure
             raise ConfigureError(f'cannot load the model from {checkpoint}: {type(exc).__name__}: {exc}') from exc

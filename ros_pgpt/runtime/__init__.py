@@ -143,7 +143,7 @@ def create_predictor(checkpoint: str | Path | None = None, *, backend: str = "au
       (an explicit onnxruntime/tensorrt backend then needs an existing export);
       None (default): explicit backends export when missing, ``auto`` does not.
     options: ``Predictor`` options (max_objects, max_answer_tokens, mask_threshold, match_threshold,
-    next_object_threshold, refine_masks).
+    next_object_threshold, first_object_threshold, refine_masks).
     """
     from ..predictor import Predictor
 

@@ -44,6 +44,7 @@ class Engine:
     name = "abstract"
     precision = "fp32"
     answer_format = "perception"  # or "text_coordinates" (ModelConfig.answer_format)
+    has_match_head = False  # whether ``perceive`` gives a match probability
     image_size: int
     mask_side: int
     max_visual_tokens: int

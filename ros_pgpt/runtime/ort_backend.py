@@ -87,6 +87,7 @@ class OrtEngine(Engine):
         self.table = np.load(self.export_dir / manifest["files"]["embeddings"]["file"])
         # Whether the perception graph points over the visual tokens (models with a visual pointer).
         self._pointing = any(i["name"] == "visual" for i in manifest["files"]["perception"]["inputs"])
+        self.has_match_head = any(o["name"] == "match_logits" for o in manifest["files"]["perception"]["outputs"])
         self._sessions: dict[str, object] = {}
         self._load_graphs()
         self._llm = self._session(f"llm_{precision}", cpu_only=precision == "int8")

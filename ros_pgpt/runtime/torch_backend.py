@@ -35,6 +35,7 @@ class TorchEngine(Engine):
         self.tokenizer = model.language_model.tokenizer
         self.ids = model.ids
         self.answer_format = model.answer_format
+        self.has_match_head = model.perception_decoder.match_head is not None
 
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision, "device": str(self.device),
