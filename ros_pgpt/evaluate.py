@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = evaluate_predictor(predictor, samples=args.samples, token_counts=counts, seed=args.seed)
     metadata = checkpoint_metadata(directory)
-    matching = predictor.model.perception_decoder.match_head is not None
+    matching = predictor.engine.has_match_head
     report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
               "match_threshold": predictor.match_threshold if matching else None,
               "next_object_threshold": predictor.next_object_threshold,
