@@ -112,14 +112,17 @@ def superlative_labels(scene) -> np.ndarray:
     attrs = [(o.size, o.colour, o.shape) for o in scene.objects]
     centres = np.array([o.centre for o in scene.objects], np.float32).reshape(-1, 2)
     labels = np.full((len(attrs), SUPERLATIVE_LABELS), -1, np.float32)
-    for index, own in enumerate(attrs):
-        for group_index, mask in enumerate(BASE_MASKS):
-            group = [j for j, other in enumerate(attrs) if all(other[k] == own[k] for k in range(3) if mask[k])]
+    for group_index, mask in enumerate(BASE_MASKS):
+        groups: dict[tuple, list[int]] = {}
+        for index, own in enumerate(attrs):
+            groups.setdefault(tuple(value for value, used in zip(own, mask) if used), []).append(index)
+        for group in groups.values():
             if len(group) < 2:
                 continue
             for word_index, (axis, sign) in enumerate(POSITION_WORDS.values()):
-                extreme = max(group, key=lambda j: sign * centres[j, axis])
-                labels[index, group_index * len(POSITION_WORDS) + word_index] = float(extreme == index)
+                column = group_index * len(POSITION_WORDS) + word_index
+                labels[group, column] = 0.0
+                labels[max(group, key=lambda j: sign * centres[j, axis]), column] = 1.0
     return labels
 
 
