@@ -37,6 +37,7 @@ COMMANDS = {
     'query': ('ros_pgpt.node.query:main', 'ask the running node for objects in words; print boxes/masks'),
     'record': ('ros_pgpt.bags:record_main', "record topics (default: the node's detections) into a bag"),
     'replay': ('ros_pgpt.bags:replay_main', 'publish a ROS 2 bag (mcap/sqlite3) with its original timing'),
+    'soak': ('ros_pgpt.soak:main', 'drive the node like a robot (camera, clients, standing prompt); latency, RSS, exit'),
     'train': ('ros_pgpt.train:main', 'train the grounding model from a config file'),
     'train-bench': ('ros_pgpt.train_bench:main', "where a training step's time goes: median ms per stage"),
 }

@@ -157,6 +157,10 @@ def run_demo(args) -> int:
             raise DemoFailure(f'the node did not come up (exit code {node_proc.poll()}):\n'
                               + log_path.read_text()[-3000:])
         print(f'node up: /ros_pgpt/query available after {time.perf_counter() - t0:.1f} s')
+        backend = next((line.split('configured in ')[1] for line in log_path.read_text().splitlines()
+                        if 'configured in ' in line), 'unknown (see the node log)')
+        print(f'node: {backend}')
+        summary['node_backend'] = backend
 
         # ------------------------------------------------------------ 4
         _step(4, total, f'replay the bag (standing prompt: {standing!r} at <= 2 Hz)')

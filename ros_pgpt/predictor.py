@@ -158,8 +158,8 @@ class Predictor:
 
     @property
     def backend(self) -> dict:
-        """What runs the model: backend, precision, providers/threads."""
-        return self.engine.describe()
+        """What runs the model: backend, precision, providers/threads, and why this backend."""
+        return {**self.engine.describe(), "reason": self.engine.reason}
 
     @property
     def max_visual_tokens(self) -> int:

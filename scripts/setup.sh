@@ -14,6 +14,7 @@
 #                  the hand-written modules in ros_pgpt/ (gitignored)
 #   7. package   editable install of ros_pgpt (+ the `ros-pgpt` command)
 #   8. verify    import check from outside the repo
+#   9. export    the shipped checkpoint to ONNX (the node's fastest CPU backend)
 #
 # Each step records a hash of its inputs under .venv/.ros_pgpt/; a re-run skips
 # steps whose inputs did not change (a no-op re-run takes about a second). The
@@ -104,6 +105,10 @@ H_IFACE=$(hash_of "$H_PYDEPS" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/
   "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv)
 # pyproject.toml is tool config only (pytest etc.), not an input of the install.
 H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/ros_pgpt/__init__.py")
+# The shipped checkpoint's ONNX export: its weights and the export code.
+CHECKPOINT="$ROOT/ros_pgpt/checkpoints/default"
+H_EXPORT=$(hash_of "$H_PKG" "$CHECKPOINT"/model.safetensors "$CHECKPOINT"/config.yaml "$ROOT"/export/*.py \
+  "$ROOT/ros_pgpt/runtime/artifacts.py")
 
 generated_present() {
   [[ -f "$ROOT/ros_pgpt/msg/__init__.py" && -f "$ROOT/ros_pgpt/srv/__init__.py" ]] &&
@@ -111,8 +116,8 @@ generated_present() {
 }
 
 # Fast path: everything done with these exact inputs.
-if [[ -x "$PY" && -f "$STATE/complete" && "$(cat "$STATE/complete")" == "$H_PKG" && "${ROS_PGPT_FORCE:-0}" != 1 ]] \
-   && generated_present; then
+if [[ -x "$PY" && -f "$STATE/complete" && "$(cat "$STATE/complete")" == "$H_EXPORT" && "${ROS_PGPT_FORCE:-0}" != 1 ]] \
+   && generated_present && [[ -f "$CHECKPOINT/export/manifest.json" || -n "${ROS_PGPT_EXPORT_DIR:-}" ]]; then
   log "up to date: $VENV (ROS_PGPT_FORCE=1 to redo)"
   exit 0
 fi
@@ -250,5 +255,23 @@ assert deserialize_message(serialize_message(req), Query.Request).prompt == 'che
 EOF
 [[ -x "$VENV/bin/ros-pgpt" ]] || die "$VENV/bin/ros-pgpt was not installed"
 
-echo "$H_PKG" > "$STATE/complete"
+# ---------------------------------------------------------------- 9. export
+# The node, the demo and the Python API pick the fastest backend ("auto"); on a
+# CPU that is ONNX Runtime int8, which needs this export (they would otherwise
+# make it on first start).
+STEP="export"
+if ! step_done export "$H_EXPORT" || [[ ! -f "$CHECKPOINT/export/manifest.json" && -z "${ROS_PGPT_EXPORT_DIR:-}" ]]; then
+  log "exporting the shipped checkpoint for ONNX Runtime (about a minute)"
+  (cd / && "$PY" - "$CHECKPOINT" <<'EOF') || die "exporting $CHECKPOINT failed (see above)"
+import logging, sys
+from pathlib import Path
+from ros_pgpt.runtime import ensure_export
+from ros_pgpt.runtime.artifacts import default_export_dir
+logging.basicConfig(level=logging.INFO, format="[setup] %(message)s")
+ensure_export(Path(sys.argv[1]), default_export_dir(Path(sys.argv[1])))
+EOF
+  mark_done export "$H_EXPORT"
+fi
+
+echo "$H_EXPORT" > "$STATE/complete"
 log "done in $(( $(date +%s) - T0 )) s: $VENV  (try: $VENV/bin/ros-pgpt info)"

@@ -278,10 +278,11 @@ def test_too_many_visual_tokens(node, sample, tokens):
 def test_busy_instead_of_piling_up(node, sample):
     """queue_size 1: a burst of queries on new images gets some "busy" answers, the rest succeed."""
     futures = []
-    for i in range(6):
+    for i in range(8):  # the client's response queue holds 10
         image = sample.scene.image.copy()
         image[i, i] ^= 0xFF  # a different frame each: no cache hits, every query runs the encoder
-        futures.append(node.client.client.call_async(node.request('point to every shape', image, stamp=(300 + i, 0))))
+        futures.append(node.client.client.call_async(node.request('point to every shape', image, masks=True,
+                                                                  stamp=(300 + i, 0))))
     node.spin_until(lambda: all(f.done() for f in futures), 120.0, 'all burst answers')
     responses = [f.result() for f in futures]
     busy = [r for r in responses if not r.success]

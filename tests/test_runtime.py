@@ -455,3 +455,42 @@ def test_int4_llm_runs_through_the_same_interface(exported):
     sample = scenes(1, seed=9)[0]
     result = predictor.ground(sample.scene.image, sample.queries[0].prompt, boxes=sample.queries[0].input_boxes)
     assert result.timings["total"] > 0
+
+
+def test_auto_exports_on_first_use_once_under_a_lock(tmp_path):
+    """Two processes start "auto" on a checkpoint without an export: one exports, the other waits for
+    it and loads that export; both run ONNX Runtime and say why."""
+    import subprocess
+    import sys
+
+    from ros_pgpt.export.testing import tiny_checkpoint
+    from ros_pgpt.runtime.artifacts import export_status
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "export"
+    code = ("import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+            "from ros_pgpt.runtime import create_predictor\n"
+            "p = create_predictor(sys.argv[1], engine_dir=sys.argv[2])\n"
+            "print('BACKEND', p.backend['backend'], p.backend['reason'])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(checkpoint), str(out)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    text = "\n".join(logs)
+    assert text.count("for ONNX Runtime") == 1, text  # exported once
+    assert text.count("BACKEND onnxruntime") == 2, text
+    assert export_status(checkpoint, out)[0]
+
+
+def test_auto_falls_back_to_pytorch_when_the_export_fails(tmp_path, monkeypatch):
+    import ros_pgpt.runtime as runtime
+    from ros_pgpt.export.testing import tiny_checkpoint
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no space left on device")
+
+    monkeypatch.setattr(runtime, "ensure_export", broken)
+    predictor = create_predictor(tiny_checkpoint(tmp_path / "tiny"), engine_dir=tmp_path / "export")
+    assert predictor.backend["backend"] == "pytorch"
+    assert "no space left on device" in predictor.backend["reason"]

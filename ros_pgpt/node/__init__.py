@@ -9,6 +9,11 @@ rclpy and the model are imported only when it runs. See docs/NODE.md.
 from __future__ import annotations
 
 import sys
+import threading
+import time
+
+SPIN_PERIOD_S = 0.1  # how soon the executor loop notices a stop request
+FLUSH_S = 0.5  # after stopping, how long the executor still spins to deliver the last answers
 
 USAGE = """usage: ros-pgpt node [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r FROM:=TO ...]]
 
@@ -31,7 +36,7 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the node until SIGINT/shutdown; returns an exit code (1 when configure failed)."""
+    """Run the node until SIGINT/SIGTERM; returns an exit code (1 when configure failed, else 0)."""
     args = list(sys.argv) if argv is None else ['perception_node', *argv]
     if '--ros-args' in args:
         plain = args[1:args.index('--ros-args')]
@@ -46,14 +51,28 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage(), file=sys.stderr)
         return 2
 
+    import logging
+    import signal
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from ros_pgpt.node.perception_node import HAVE_LIFECYCLE, PerceptionNode
 
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context at once, while the
+    # worker may still be publishing. Here the executor keeps spinning until the node has stopped
+    # serving and answered what it holds; only then do publishers and the context go away.
+    # The runtime logs in Python logging (backend choice, export progress): show it beside rclpy's lines.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('[%(levelname)s] [%(name)s]: %(message)s'))
+    logging.getLogger('ros_pgpt').addHandler(handler)
+    logging.getLogger('ros_pgpt').setLevel(logging.INFO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
-    code = 0
     try:
         node = PerceptionNode()
         if node.get_parameter('autostart').value:
@@ -63,20 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         elif HAVE_LIFECYCLE:
             node.get_logger().info('autostart is false: waiting for lifecycle transitions on '
                                    f'{node.get_fully_qualified_name()}/change_state')
-        executor = MultiThreadedExecutor(num_threads=node.get_parameter('queue_size').value + 4)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
-        try:
-            executor.spin()
-        finally:
-            executor.shutdown(timeout_sec=1.0)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        node.get_logger().info('shutting down: finishing the query in flight, answering waiting ones')
+        node.stop_serving()
+        deadline = time.monotonic() + FLUSH_S  # send the answers the worker just completed
+        while time.monotonic() < deadline and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        executor.shutdown(timeout_sec=1.0)
     finally:
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+    return 0
 
 
 if __name__ == '__main__':

@@ -8,11 +8,11 @@
     cleanup     drop the model
 
 With ``autostart`` (default) the node configures and activates itself.
-Threads: a MultiThreadedExecutor runs the camera callback (its own mutually
-exclusive group: it only stores the latest frame) and the service callbacks
-(a reentrant group; each waits for its job on the inference worker). All model
-calls run on the single worker thread (the Predictor is not thread-safe).
-See docs/NODE.md.
+Threads: one executor thread runs every callback, and each is cheap: the
+camera callback only stores the latest frame; a service callback checks the
+request, hands a job to the inference worker and awaits its future (a
+coroutine, so no thread blocks while the model runs). All model calls run on
+the single worker thread (the Predictor is not thread-safe). See docs/NODE.md.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+
+from rclpy.task import Future
 
 from ros_pgpt import ros_io
 from ros_pgpt.node import params as P
@@ -41,7 +43,7 @@ except ImportError:  # pragma: no cover - plain node fallback
         FAILURE = 98
         ERROR = 99
 
-QUERY_TIMEOUT_S = 300.0  # a service callback never waits longer than this for the worker
+SERVICE_QUEUE_DEPTH = 100  # query requests the middleware holds until the executor takes them
 
 
 @dataclass
@@ -73,11 +75,12 @@ class ConfigureError(Exception):
 class PerceptionNode(_BaseNode):
     def __init__(self, node_name: str = 'ros_pgpt', **kwargs):
         super().__init__(node_name, **kwargs)
-        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+        from rclpy.callback_groups import ReentrantCallbackGroup
 
         P.declare_all(self)
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = ReentrantCallbackGroup()
+        # Reentrant: a query awaiting the worker must not hold back the next query or the camera
+        # (the node's default group is mutually exclusive, even on a single-threaded executor).
+        self._reentrant = ReentrantCallbackGroup()
         self._configured = False
         self._active = False
         self._predictor = None
@@ -173,11 +176,17 @@ class PerceptionNode(_BaseNode):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._det_pub = self.create_publisher(GroundedObjectArray, '~/detections', reliable)
         self._overlay_pub = self.create_publisher(Image, '~/overlay', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
-        self._srv = self.create_service(Query, '~/query', self._on_query, callback_group=self._service_group)
+        # Every request is taken and answered (busy at once when the worker's queue is full), so the
+        # middleware's request queue only has to hold a burst; its default depth (10) dropped requests.
+        self._srv = self.create_service(Query, '~/query', self._on_query, callback_group=self._reentrant,
+                                        qos_profile=QoSProfile(depth=SERVICE_QUEUE_DEPTH,
+                                                               reliability=ReliabilityPolicy.RELIABLE))
         self._configured = True
+        engine = self._predictor.backend
         self.get_logger().info(
-            f'configured in {time.perf_counter() - t0:.1f} s: up to {self._predictor.max_visual_tokens} visual '
-            f'tokens; service {self.resolve_service_name("~/query")}')
+            f'configured in {time.perf_counter() - t0:.1f} s: backend {engine["backend"]} {engine["precision"]} '
+            f'({engine["reason"]}); up to {self._predictor.max_visual_tokens} visual tokens; service '
+            f'{self.resolve_service_name("~/query")}')
 
     def on_activate(self, state):
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -191,7 +200,7 @@ class PerceptionNode(_BaseNode):
                                       else ReliabilityPolicy.BEST_EFFORT))
         self._sub = self.create_subscription(
             CompressedImage if compressed else Image, 'image/compressed' if compressed else 'image',
-            lambda msg: self._on_image(msg, compressed), qos, callback_group=self._image_group)
+            lambda msg: self._on_image(msg, compressed), qos, callback_group=self._reentrant)
         self._active = True
         self.get_logger().info(
             f'ready: serving {self.resolve_service_name("~/query")}; camera {self._sub.topic_name} '
@@ -206,6 +215,8 @@ class PerceptionNode(_BaseNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        with self._frame_lock:  # a frame from before deactivation must not answer "stale" after activation
+            self._frame = None
         self.get_logger().info('deactivated: camera unsubscribed, queries answered "not active"')
         return TransitionCallbackReturn.SUCCESS
 
@@ -225,13 +236,7 @@ class PerceptionNode(_BaseNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self):
-        self._active = False
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        self.stop_serving()
         for attr, destroy in (('_srv', self.destroy_service), ('_det_pub', self.destroy_publisher),
                               ('_overlay_pub', self.destroy_publisher)):
             if getattr(self, attr) is not None:
@@ -252,6 +257,18 @@ class PerceptionNode(_BaseNode):
 
     def close(self):
         self._teardown()
+
+    def stop_serving(self) -> None:
+        """First step of a clean exit: no new camera frames or standing runs; the job in flight
+        finishes and every waiting query is answered "the node is shutting down" (the executor must
+        spin a little longer to send those answers)."""
+        self._active = False
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     @property
     def state_label(self) -> str:
@@ -276,9 +293,13 @@ class PerceptionNode(_BaseNode):
         prompts = self._p('standing_prompts')
         if prompts and self._active and self._worker is not None:
             rate = self._p('rate')
-            if rate <= 0 or now - self._last_standing >= 1.0 / rate:
-                self._last_standing = now
-                self._worker.submit_standing(lambda: self._run_standing(frame))
+            period = 1.0 / rate if rate > 0 else 0.0
+            due = self._last_standing + period
+            if now >= due:
+                # Keep to the rate's grid (a frame arrives up to a frame period after the due time);
+                # restart it from now after a pause rather than bursting to catch up.
+                self._last_standing = due if now - due < period else now
+                self._worker.submit_standing(lambda: self._run_standing(frame), frame.key)
 
     def _frame_rgb(self, frame: Frame):
         """Decode a camera frame once (worker thread); raises ImageError."""
@@ -329,7 +350,8 @@ class PerceptionNode(_BaseNode):
             self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', frame.header))
 
     # ------------------------------------------------------------------ the service
-    def _on_query(self, request, response):
+    async def _on_query(self, request, response):
+        """A coroutine on the executor: cheap checks here, the model on the worker (awaited)."""
         t0 = time.perf_counter()
         if not self._active or self._worker is None or self._predictor is None:
             return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
@@ -359,19 +381,27 @@ class PerceptionNode(_BaseNode):
             if max_age > 0 and age > max_age:
                 return self._fault('stale', f'the latest frame from {self._camera_topic()} is {age:.1f} s old '
                                             f'(max_image_age {max_age:g} s); is the camera still publishing?')
-            source = frame
+            source, frame_key = frame, frame.key
         else:
-            source = request.image
+            source, frame_key = request.image, None
+        future, executor = Future(), self.executor
+
+        def done(result, error):  # worker thread: complete the future, wake the executor to resume us
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+            executor.wake()
         try:
-            future = self._worker.submit_query(lambda: self._run_query(request, source, tokens, boxes, t0))
+            self._worker.submit_query(lambda: self._run_query(request, source, tokens, boxes, t0), done, frame_key)
         except Busy as exc:
             return self._fault('busy', str(exc))
         try:
-            return future.result(timeout=QUERY_TIMEOUT_S)
-        except TimeoutError:
-            return self._fault('internal', f'no result within {QUERY_TIMEOUT_S:.0f} s')
+            return await future
         except Busy as exc:
             return self._fault('busy', str(exc))
+        except Exception as exc:  # noqa: BLE001 - _run_query answers its own errors; keep serving anyway
+            return self._fault('internal', f'internal error: {type(exc).__name__}: {exc}')
 
     def _run_query(self, request, source, tokens: int, boxes, t0: float):
         from ros_pgpt.srv import Query

@@ -1,56 +1,75 @@
-"""One inference thread with a bounded queue.
+"""One inference thread with a bounded query queue and a reserved turn for standing prompts.
 
 The Predictor is not thread-safe, so every model call runs on this one
-thread. Service callbacks submit a job and wait for its future on their own
-executor thread; when ``queue_size`` queries are already waiting the submit
-is refused and the node answers "busy" at once instead of piling up. Standing
-prompts take at most one slot of their own: a new frame does not queue a
-second standing run while one is waiting (the newest frame wins).
+thread. Jobs are handed in from the executor thread and their results come
+back through a completion callback (the node completes an awaited future
+with it), so no executor thread ever blocks on the model.
+
+Scheduling:
+* **Queries** wait in a queue of at most ``queue_size``; one more is refused
+  at once with ``Busy`` (an honest "busy": the queue really is full).
+* **Standing prompts** hold one slot of their own (a newer frame replaces a
+  standing run that has not started) and a reserved turn: after a query, a
+  waiting standing run goes next. Under any query load the standing prompts
+  therefore get at least every other turn and keep their rate, while a query
+  waits behind at most one standing run.
+* **Same frame first**: among waiting queries, one on the frame the model
+  has just encoded runs before the others, so queries on one frame share its
+  vision work (the Predictor caches the newest frame only).
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
-from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable
 
 
 class Busy(Exception):
     pass
 
 
+SHUTTING_DOWN = 'the node is shutting down'
+
+
+@dataclass
+class Job:
+    run: Callable[[], Any]
+    done: Callable[[Any, BaseException | None], None] | None  # (result, error); None for standing runs
+    frame_key: object = None
+
+
 class InferenceWorker:
     def __init__(self, queue_size: int, on_error=None, name: str = 'ros_pgpt_inference'):
         self.queue_size = int(queue_size)
-        self._jobs: deque = deque()
-        self._standing = None  # (fn, future) of the waiting standing job, if any
+        self._queries: deque[Job] = deque()
+        self._standing: Job | None = None
         self._cond = threading.Condition()
         self._stop = False
         self._on_error = on_error
-        self._queries_waiting = 0
+        self._last_kind = None  # 'query' | 'standing': whose turn it was last
+        self._last_key = None  # frame key of the last job: the frame the model holds
         self.running = None  # 'query' | 'standing' | None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit_query(self, fn) -> Future:
-        """Queue ``fn()`` for the worker; raises Busy when the queue is full."""
-        future: Future = Future()
+    def submit_query(self, run, done, frame_key=None) -> None:
+        """Queue ``run()``; ``done(result, error)`` is called on the worker thread. Raises Busy when full."""
         with self._cond:
             if self._stop:
-                raise Busy('the node is shutting down')
-            if self._queries_waiting >= self.queue_size:
-                raise Busy(f'busy: {self._queries_waiting} queries are already waiting '
+                raise Busy(SHUTTING_DOWN)
+            if len(self._queries) >= self.queue_size:
+                raise Busy(f'busy: {len(self._queries)} queries are already waiting '
                            f'(queue_size {self.queue_size}); try again later')
-            self._queries_waiting += 1
-            self._jobs.append(('query', fn, future))
+            self._queries.append(Job(run, done, frame_key))
             self._cond.notify()
-        return future
 
-    def submit_standing(self, fn) -> bool:
+    def submit_standing(self, run, frame_key=None) -> bool:
         """Queue a standing-prompt run, replacing one that is still waiting. False if stopped."""
         with self._cond:
             if self._stop:
                 return False
-            self._standing = fn
+            self._standing = Job(run, None, frame_key)
             self._cond.notify()
         return True
 
@@ -61,42 +80,49 @@ class InferenceWorker:
     @property
     def waiting(self) -> int:
         with self._cond:
-            return self._queries_waiting
+            return len(self._queries)
+
+    def _next_job(self) -> tuple[str, Job]:
+        """The scheduling rule (see the module docstring); called with the lock held."""
+        if self._standing is not None and (not self._queries or self._last_kind != 'standing'):
+            job, self._standing = self._standing, None
+            return 'standing', job
+        same_frame = next((j for j in self._queries if j.frame_key is not None and j.frame_key == self._last_key),
+                          None)
+        job = same_frame or self._queries[0]
+        self._queries.remove(job)
+        return 'query', job
 
     def _loop(self):
         while True:
             with self._cond:
-                while not self._stop and not self._jobs and self._standing is None:
+                while not self._stop and not self._queries and self._standing is None:
                     self._cond.wait()
                 if self._stop:
-                    pending = list(self._jobs)
-                    self._jobs.clear()
                     break
-                if self._jobs:  # queries first: someone is waiting for them
-                    kind, fn, future = self._jobs.popleft()
-                    self._queries_waiting -= 1
-                else:
-                    kind, fn, future = 'standing', self._standing, None
-                    self._standing = None
-                self.running = kind
+                kind, job = self._next_job()
+                self.running = self._last_kind = kind
+                self._last_key = job.frame_key
+            result, error = None, None
             try:
-                result = fn()
-                if future is not None:
-                    future.set_result(result)
-            except BaseException as exc:  # noqa: BLE001 - reported through the future / callback
-                if future is not None:
-                    future.set_exception(exc)
-                elif self._on_error is not None:
-                    self._on_error(exc)
-            finally:
-                with self._cond:
-                    self.running = None
-        for _kind, _fn, future in pending:
-            future.set_exception(Busy('the node is shutting down'))
+                result = job.run()
+            except BaseException as exc:  # noqa: BLE001 - reported through done() / on_error
+                error = exc
+            with self._cond:
+                self.running = None
+                self._cond.notify_all()
+            if job.done is not None:
+                job.done(result, error)
+            elif error is not None and self._on_error is not None:
+                self._on_error(error)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Finish the job in flight, answer every waiting query ``Busy('the node is shutting down')``."""
         with self._cond:
             self._stop = True
             self._standing = None
+            pending, self._queries = list(self._queries), deque()
             self._cond.notify_all()
+        for job in pending:
+            job.done(None, Busy(SHUTTING_DOWN))
         self._thread.join(timeout)

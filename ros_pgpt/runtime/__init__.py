@@ -12,18 +12,20 @@ Backends (``BACKENDS``):
   providers where ONNX Runtime has them, else CPU); int8 LLM on CPU.
 - ``pytorch``: the model in eager PyTorch (fp32, or ``precision="int8"``
   for a torch.ao dynamic int8 LLM).
-- ``auto``: tensorrt if usable, else onnxruntime if an export of this
-  checkpoint exists (or ``export=True``), else pytorch; the choice and the
-  reason are logged at INFO and kept in ``predictor.backend``.
+- ``auto``: tensorrt if usable, else onnxruntime (exporting the checkpoint on
+  first use, under a lock, when no export exists), else pytorch; the choice and
+  the reason are logged at INFO and kept in ``predictor.backend["reason"]``.
 
 The ONNX/engine files live in ``engine_dir`` (default: see
 ``artifacts.default_export_dir``: $ROS_PGPT_EXPORT_DIR or <checkpoint>/export).
-An explicit ``onnxruntime``/``tensorrt`` backend exports the checkpoint there
-when no matching export exists (about a minute on 2 CPU cores).
+Every backend but pytorch exports the checkpoint there when no matching export
+exists (about a minute on 2 CPU cores, once per checkpoint; ``scripts/setup.sh``
+does it for the shipped checkpoint).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
 
@@ -70,17 +72,41 @@ def select_backend(checkpoint: Path, engine_dir: Path, *, export: bool = False) 
     return "pytorch", "; ".join(reasons)
 
 
+EXPORT_LOCK = ".export.lock"
+
+
 def ensure_export(checkpoint: Path, engine_dir: Path) -> None:
-    """Export ``checkpoint`` into ``engine_dir`` unless a matching export is there."""
+    """Export ``checkpoint`` into ``engine_dir`` unless a matching export is there.
+
+    An exclusive file lock in ``engine_dir`` serialises processes: a second node
+    started meanwhile waits, then finds the export done instead of writing it twice.
+    """
     from .artifacts import export_status
 
-    ready, status = export_status(checkpoint, engine_dir)
-    if ready:
+    if export_status(checkpoint, engine_dir)[0]:
         return
-    log.info("exporting %s to %s (%s)", checkpoint, engine_dir, status)
-    from ..export.onnx_export import export_checkpoint
+    engine_dir = Path(engine_dir)
+    engine_dir.mkdir(parents=True, exist_ok=True)
+    with open(engine_dir / EXPORT_LOCK, "w") as lock:
+        if _try_lock(lock) is False:
+            log.info("waiting for another process exporting to %s", engine_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        ready, status = export_status(checkpoint, engine_dir)
+        if ready:
+            return
+        log.info("exporting %s to %s for ONNX Runtime (%s); about a minute on 2 CPU cores, once per checkpoint",
+                 checkpoint, engine_dir, status)
+        from ..export.onnx_export import export_checkpoint
 
-    export_checkpoint(checkpoint, engine_dir, tensorrt=())
+        export_checkpoint(checkpoint, engine_dir, tensorrt=())
+
+
+def _try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def create_engine(checkpoint: str | Path | None = None, *, backend: str = "auto", precision: str | None = None,
@@ -95,9 +121,24 @@ def create_engine(checkpoint: str | Path | None = None, *, backend: str = "auto"
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint directory not found: {directory}")
     export_dir = Path(engine_dir) if engine_dir else default_export_dir(directory)
+    reason = "asked for explicitly"
     if backend == "auto":
-        backend, reason = select_backend(directory, export_dir, export=bool(export))
+        backend, reason = select_backend(directory, export_dir, export=export is not False)
         log.info("backend auto -> %s: %s", backend, reason)
+        if backend != "pytorch":
+            try:
+                ensure_export(directory, export_dir)
+            except Exception as exc:  # noqa: BLE001 - the slower backend still serves
+                reason = f"export to {export_dir} failed ({type(exc).__name__}: {exc}); pytorch instead"
+                log.warning("backend auto -> pytorch: %s", reason)
+                backend = "pytorch"
+    engine = _engine(directory, export_dir, backend, precision, threads, export)
+    engine.reason = reason
+    return engine
+
+
+def _engine(directory: Path, export_dir: Path, backend: str, precision: str | None, threads: int | None,
+            export: bool | None):
     if precision is not None and precision not in PRECISIONS[backend]:
         raise ValueError(f"{backend} precision {precision!r}: choose from {', '.join(PRECISIONS[backend])}")
     if threads:

@@ -45,6 +45,7 @@ class Engine:
     precision = "fp32"
     answer_format = "perception"  # or "text_coordinates" (ModelConfig.answer_format)
     has_match_head = False  # whether ``perceive`` gives a match probability
+    reason = "asked for explicitly"  # why this backend runs (``create_engine`` sets it for "auto")
     image_size: int
     mask_side: int
     max_visual_tokens: int
