@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ros_pgpt.node.perception_node import HAVE_LIFECYCLE, PerceptionNode
 
-    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context at once, while the
-    # worker may still be publishing. Here the executor keeps spinning until the node has stopped
-    # serving and answered what it holds; only then do publishers and the context go away.
     # The runtime logs in Python logging (backend choice, export progress): show it beside rclpy's lines.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter('[%(levelname)s] [%(name)s]: %(message)s'))
     logging.getLogger('ros_pgpt').addHandler(handler)
     logging.getLogger('ros_pgpt').setLevel(logging.INFO)
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context at once, while the
+    # worker may still be publishing. Here the executor keeps spinning until the node has stopped
+    # serving and answered what it holds; only then do publishers and the context go away.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
