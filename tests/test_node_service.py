@@ -241,14 +241,16 @@ def test_boxes_in_the_prompt_reach_the_model(node):
     in-process for those boxes. (The shipped model's answers barely depend on the box, docs/MODEL.md,
     so the bad-box cases below show that the values arrive: a box outside the image is refused.)"""
     from ros_pgpt.checkpoints import default_checkpoint
+    from ros_pgpt.phrases import object_phrase, readable_answer
     from ros_pgpt.runtime import create_predictor
 
     local = create_predictor(default_checkpoint(), backend='auto')  # as the node resolves it
     sample, query = next((s, q) for s in map(scene, range(20, 80)) for q in s.queries if q.kind == 'relation_box')
     image, boxes = sample.scene.image, [tuple(b) for b in query.input_boxes]
 
-    def found(result):
-        return result.answer, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
+    def found(result):  # the node's answer is in words (ros_pgpt.phrases)
+        words = readable_answer(result.answer, object_phrase(result.prompt), len(result.objects))
+        return words, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
 
     response = node.query(query.prompt, image, boxes=boxes)
     assert response.success, response.message
