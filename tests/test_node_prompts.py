@@ -77,6 +77,19 @@ def standing_parameter(node):
         node.ros.destroy_client(client)
 
 
+def parameter_names(node):
+    from rcl_interfaces.srv import ListParameters
+
+    client = node.ros.create_client(ListParameters, f'{node.node_fqn}/list_parameters')
+    try:
+        node.spin_until(client.service_is_ready, 20.0, 'list_parameters service')
+        future = client.call_async(ListParameters.Request())
+        node.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
+        return list(future.result().result.names)
+    finally:
+        node.ros.destroy_client(client)
+
+
 # ------------------------------------------------------------------ one message per frame
 def test_every_standing_prompt_of_a_frame_in_one_message(node, frames):
     sample = scene(31)
@@ -129,10 +142,13 @@ def test_prompts_topic_on_the_next_frame(node, frames):
 
     from ros_helpers import wait_for
 
-    pub = node.ros.create_publisher(String, f'{node.node_fqn}/prompts',
-                                    QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    topic = f'{node.node_fqn}/prompts'
+    pub = node.ros.create_publisher(String, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     try:
         wait_for(lambda: pub.get_subscription_count() > 0, 20.0, message='node subscribed to ~/prompts')
+        (info,) = node.ros.get_subscriptions_info_by_topic(topic)
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE and info.qos_profile.depth in (0, 10)
+        assert f'qos_overrides.{topic}.subscription.durability' in parameter_names(node), 'QoS overridable'
         pub.publish(String(data='the red object\n\n  every circle \n'))
         node.spin_until(lambda: standing_parameter(node) == ['the red object', 'every circle'], 20.0,
                         'standing_prompts set from ~/prompts')

@@ -172,6 +172,11 @@ def test_overlay_draws_boxes_masks_and_labels(rgb):
     assert out.shape == base.shape and out.dtype == np.uint8
     assert not np.array_equal(out, base) and np.array_equal(base, np.full((30, 40, 3), 100, np.uint8))
     assert (out[15, 15] != 100).any(), 'mask tinted'
+    # a crop at its offset draws exactly what the full-frame mask draws
+    cropped = ros_io.Detection('star', 0.5, (5, 5, 30, 25), mask[10:20, 10:20], (10, 10))
+    assert np.array_equal(ros_io.draw_overlay(base, [cropped], title='q'), out)
+    tracked = ros_io.Detection('star', 0.5, (5, 5, 30, 25), mask, track_id=7)
+    assert tracked.label == 'star #7 0.50' and cropped.label == 'star 0.50'
 
 
 def test_iou_matching():

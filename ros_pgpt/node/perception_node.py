@@ -8,6 +8,9 @@
     cleanup     drop the model
 
 With ``autostart`` (default) the node configures and activates itself.
+``~/set_prompts`` and ``~/prompts`` (``prompt_control.py``) change the
+standing prompts in any state; each frame's standing results go out as one
+message, their objects tracked across frames (``ros_pgpt/tracking.py``).
 Threads: one executor thread runs every callback, and each is cheap: the
 camera callback only stores the latest frame; a service callback checks the
 request, hands a job to the inference worker and awaits its future (a

@@ -34,7 +34,7 @@ class PromptControl:
     """Creates ``~/set_prompts`` and ``~/prompts`` on ``node`` (a PerceptionNode)."""
 
     def __init__(self, node, callback_group=None):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
         from rclpy.qos_overriding_options import QoSOverridingOptions
         from std_msgs.msg import String
 
@@ -47,7 +47,9 @@ class PromptControl:
                          durability=DurabilityPolicy.VOLATILE)
         self.subscription = node.create_subscription(
             String, '~/prompts', self._on_prompts_msg, qos, callback_group=callback_group,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            # rclpy's default overridable set lacks durability, which a latched publisher needs
+            qos_overriding_options=QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
+                                                         QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY]))
 
     def current(self) -> list[str]:
         return list(self._node.get_parameter('standing_prompts').value)
