@@ -51,12 +51,14 @@ def frames():
 
 
 def set_prompts(node, mode, prompts=()):
+    """Call ~/set_prompts; ``mode`` is a SetPrompts constant's name (or a number)."""
     from ros_pgpt.srv import SetPrompts
 
     client = node.ros.create_client(SetPrompts, f'{node.node_fqn}/set_prompts')
     try:
         node.spin_until(client.service_is_ready, 20.0, 'set_prompts service')
-        future = client.call_async(SetPrompts.Request(mode=getattr(SetPrompts.Request, mode), prompts=list(prompts)))
+        number = mode if isinstance(mode, int) else getattr(SetPrompts.Request, mode)
+        future = client.call_async(SetPrompts.Request(mode=number, prompts=list(prompts)))
         node.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
         assert future.done(), 'no answer from ~/set_prompts'
         return future.result()
@@ -128,6 +130,10 @@ def test_set_prompts_service_on_the_next_frame(node, frames):
     assert list(refused.prompts) == ['the blue object', 'every star'], 'a refused call changes nothing'
     refused = set_prompts(node, 'ADD', ['two\nlines'])
     assert not refused.success and 'line break' in refused.message
+    refused = set_prompts(node, 'REPLACE', [' '])
+    assert not refused.success and 'empty' in refused.message
+    refused = set_prompts(node, 9)
+    assert not refused.success and 'unknown mode 9' in refused.message
     assert set_prompts(node, 'REMOVE', ['the blue object']).prompts == ['every star']
     assert set_prompts(node, 'LIST').prompts == ['every star'] == standing_parameter(node)
 
@@ -149,7 +155,7 @@ def test_prompts_topic_on_the_next_frame(node, frames):
         (info,) = node.ros.get_subscriptions_info_by_topic(topic)
         assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE and info.qos_profile.depth in (0, 10)
         assert f'qos_overrides.{topic}.subscription.durability' in parameter_names(node), 'QoS overridable'
-        pub.publish(String(data='the red object\n\n  every circle \n'))
+        pub.publish(String(data='the red object\n\n  every circle \nthe red object'))
         node.spin_until(lambda: standing_parameter(node) == ['the red object', 'every circle'], 20.0,
                         'standing_prompts set from ~/prompts')
         assert frames.standing_result(node).prompt == 'the red object\nevery circle'

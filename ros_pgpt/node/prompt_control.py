@@ -8,8 +8,8 @@ standing run (the next camera frame when ``rate`` allows).
 * ``~/set_prompts`` (ros_pgpt/srv/SetPrompts): replace, add, remove, clear or
   list; answers the resulting list, or why nothing changed.
 * ``~/prompts`` (std_msgs/String): the message's text REPLACES the standing
-  prompts, one prompt per line (blank lines ignored; an empty message clears
-  them). One prompt per message works the same way: the latest message wins,
+  prompts, one prompt per line (blank and repeated lines ignored; an empty
+  message clears them). One prompt per message works the same way: the latest message wins,
   so a latched (transient-local) publisher's last message is the state.
   QoS reliable, volatile, keep last 10 by default; reliability, durability,
   history and depth can be overridden with the ``qos_overrides.<topic>.subscription.*``
@@ -21,13 +21,13 @@ MODES = ('REPLACE', 'ADD', 'REMOVE', 'CLEAR', 'LIST')  # SetPrompts.Request cons
 TOPIC_DEPTH = 10
 
 
-def prompts_from_text(text: str) -> list[str]:
-    """A ~/prompts message's text -> prompts: one per line, blanks stripped, blank lines dropped."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def _unique(prompts) -> list[str]:
     return list(dict.fromkeys(prompts))
+
+
+def prompts_from_text(text: str) -> list[str]:
+    """A ~/prompts message's text -> prompts: one per line, blanks stripped, blank and repeated lines dropped."""
+    return _unique(line.strip() for line in text.splitlines() if line.strip())
 
 
 class PromptControl:
