@@ -34,6 +34,7 @@ COMMANDS = {
     'llm-choice': ('ros_pgpt.llm_choice:main', 'measure the LLM candidates (size, latency, training cost)'),
     'make-bag': ('ros_pgpt.bags:make_bag_main', 'write the sample camera bag (synthetic scene, + ground-truth JSON)'),
     'node': ('ros_pgpt.node:main', 'run the perception node (= ros2 run ros_pgpt perception_node; --ros-args ...)'),
+    'prompts': ('ros_pgpt.node.prompts_cli:main', "show or change the running node's standing prompts (set/add/remove/clear/list)"),
     'query': ('ros_pgpt.node.query:main', 'ask the running node for objects in words; print boxes/masks'),
     'record': ('ros_pgpt.bags:record_main', "record topics (default: the node's detections) into a bag"),
     'replay': ('ros_pgpt.bags:replay_main', 'publish a ROS 2 bag (mcap/sqlite3) with its original timing'),

@@ -180,12 +180,12 @@ def run_demo(args) -> int:
         if errors:
             raise DemoFailure(f'replay failed: {errors[0]}')
         client.spin(1.0)
-        standing_msgs = [d for d in detections if d.prompt == standing]
+        standing_msgs = [d for d in detections if d.standing]  # all standing prompts of a frame: one message
         print(f'published {sent[0]} frames in {time.perf_counter() - t0:.1f} s; '
               f'{len(standing_msgs)} standing-prompt results on /ros_pgpt/detections')
         for d in standing_msgs[:3]:
             print(f'  stamp {d.header.stamp.sec}.{d.header.stamp.nanosec:09d}: {len(d.objects)} object(s) '
-                  + ' '.join(_fmt_box((o.x_min, o.y_min, o.x_max, o.y_max)) for o in d.objects)
+                  + ' '.join(f'#{o.track_id} ' + _fmt_box((o.x_min, o.y_min, o.x_max, o.y_max)) for o in d.objects)
                   + f'  ({d.total_ms:.0f} ms)')
         summary['standing'] = {'prompt': standing, 'results': len(standing_msgs), 'frames_published': sent[0]}
 

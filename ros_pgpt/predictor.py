@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batching import boxes_from_text, encode_prompt, normalize_prompt
+from .batching import boxes_from_text, encode_prompt
 from .mask_refine import refine_mask
 from .metrics import box_iou
 from .modeling.grounding_model import GroundingModel
 from .modeling.language_model import NONE_ANSWER
+from .phrases import object_phrase
 from .transforms import Letterbox
 
 
@@ -91,11 +92,6 @@ class Stopwatch:
         now = time.perf_counter()
         self.timings[stage] = self.timings.get(stage, 0.0) + (now - self._last) * 1000.0
         self._last = now
-
-
-def referring_phrase(prompt: str) -> str:
-    """The prompt without a question mark: the words each object answers."""
-    return normalize_prompt(prompt).rstrip("?.! ")
 
 
 class Predictor:
@@ -216,7 +212,7 @@ class Predictor:
         if self.text_coordinates:
             objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.max_objects]]
             masks = False
-        result_objects = self._postprocess(frame, objects, masks, referring_phrase(prompt))
+        result_objects = self._postprocess(frame, objects, masks, object_phrase(prompt))
         watch.lap("postprocess")
         watch.timings["total"] = sum(watch.timings.values())
         return GroundingResult(prompt=prompt, answer=answer, objects=result_objects,

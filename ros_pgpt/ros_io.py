@@ -9,7 +9,10 @@ No cv_bridge on PyPI, so this module does what the node needs by hand:
 * ``compressed_msg_to_rgb(msg)``: ``sensor_msgs/CompressedImage`` (jpeg/png);
 * ``rgb_to_image_msg`` / ``mask_to_image_msg``: the other way (``data`` is
   set from ``bytes``: ~500x faster than from an ndarray);
-* ``result_to_msg``: a ``GroundingResult`` -> ``ros_pgpt/GroundedObjectArray``;
+* ``result_to_msg``: a ``GroundingResult`` -> ``ros_pgpt/GroundedObjectArray``
+  (masks cropped to each object's box unless full-frame masks are asked
+  for); ``standing_msg`` joins the results of every standing prompt on one
+  frame into one message;
 * ``draw_overlay``: boxes, masks and phrases drawn on an image (cv2).
 
 rclpy message classes are imported lazily so importing this module is cheap.
@@ -23,6 +26,7 @@ import cv2
 import numpy as np
 
 from ros_pgpt.metrics import box_iou, greedy_matches  # noqa: F401  (box_iou is part of this module's API)
+from ros_pgpt.phrases import object_phrase, readable_answer
 
 # encoding -> (channels, conversion code to RGB or None)
 ENCODINGS = {
@@ -171,20 +175,65 @@ def mask_to_image_msg(mask: np.ndarray, header=None):
 
 
 def mask_from_image_msg(msg) -> np.ndarray | None:
-    """mono8 mask Image -> HxW bool (None when the mask is empty)."""
+    """mono8 mask Image -> bool array of its size (None when the mask is empty).
+
+    A GroundedObject's mask may be a crop: ``mask_in_frame`` places it in the source image.
+    """
     if msg.width == 0 or msg.height == 0:
         return None
     arr = np.frombuffer(_buffer(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
     return arr > 127
 
 
+def mask_in_frame(obj, width: int, height: int) -> np.ndarray | None:
+    """A GroundedObject's mask (cropped or full-frame) as a ``height`` x ``width`` bool image; None without mask."""
+    crop = mask_from_image_msg(obj.mask)
+    if crop is None:
+        return None
+    return paste_mask(crop, (obj.mask_x_offset, obj.mask_y_offset), width, height)
+
+
+def paste_mask(crop: np.ndarray, offset, width: int, height: int) -> np.ndarray:
+    """A mask crop placed at ``offset`` (x, y) in a ``height`` x ``width`` image (clipped to it)."""
+    full = np.zeros((height, width), bool)
+    x, y = int(offset[0]), int(offset[1])
+    h, w = crop.shape
+    x1, y1 = min(width, x + w), min(height, y + h)
+    if x1 > x and y1 > y:
+        full[y:y1, x:x1] = crop[:y1 - y, :x1 - x]
+    return full
+
+
+def crop_mask(mask: np.ndarray, box) -> tuple[np.ndarray, int, int]:
+    """(crop, x, y): ``mask`` (HxW) cut to ``box`` widened to every mask pixel outside it; at least 1x1 px."""
+    height, width = mask.shape
+    x0 = min(max(int(np.floor(box[0])), 0), width - 1)
+    y0 = min(max(int(np.floor(box[1])), 0), height - 1)
+    x1 = max(min(int(np.ceil(box[2])), width), x0 + 1)
+    y1 = max(min(int(np.ceil(box[3])), height), y0 + 1)
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if cols.size:
+        x0, x1 = min(x0, int(cols[0])), max(x1, int(cols[-1]) + 1)
+        y0, y1 = min(y0, int(rows[0])), max(y1, int(rows[-1]) + 1)
+    return mask[y0:y1, x0:x1], x0, y0
+
+
 @dataclass
 class Detection:
-    """One object as drawn/compared: phrase, score, box (x0, y0, x1, y1) source px, mask or None."""
+    """One object as drawn/compared: phrase, score, box (x0, y0, x1, y1) source px, mask or None.
+
+    ``mask`` lies at ``mask_offset`` (x, y) in the source image: a crop, or the full frame at (0, 0).
+    """
     phrase: str
     score: float
     box: tuple
     mask: np.ndarray | None = None
+    mask_offset: tuple = (0, 0)
+    track_id: int = 0
+
+    @property
+    def label(self) -> str:
+        return f'{self.phrase}{f" #{self.track_id}" if self.track_id else ""} {self.score:.2f}'
 
 
 def boxes_from_flat(values) -> np.ndarray:
@@ -201,20 +250,23 @@ def boxes_from_flat(values) -> np.ndarray:
     return boxes  # the Predictor checks each box against the image
 
 
+TIMED_STAGES = ('preprocess', 'vision', 'prefill', 'decode', 'perception', 'postprocess', 'total')
+
+
 def result_to_msg(result, header, *, score_threshold: float = 0.0, masks: bool = True,
-                  extra_ms: dict | None = None):
+                  full_frame_masks: bool = False, extra_ms: dict | None = None):
     """GroundingResult -> ros_pgpt/GroundedObjectArray with ``header`` copied from the source image.
 
-    Objects scoring below ``score_threshold`` are dropped. ``extra_ms`` adds
-    node-side milliseconds to stages (e.g. image conversion to preprocess) and
-    may set ``total`` (end to end, queue wait included).
+    Objects scoring below ``score_threshold`` are dropped. Masks are cropped to
+    each object's box (``crop_mask``) unless ``full_frame_masks``. ``extra_ms``
+    adds node-side milliseconds to stages (e.g. image conversion to preprocess)
+    and may set ``total`` (end to end, queue wait included).
     """
     from ros_pgpt.msg import GroundedObject, GroundedObjectArray
 
     out = GroundedObjectArray()
     out.header = header
     out.prompt = result.prompt
-    out.answer = result.answer
     out.visual_tokens = int(result.visual_tokens)
     out.frame_cached = bool(result.frame_cached)
     out.rejected = bool(result.rejected)
@@ -223,7 +275,7 @@ def result_to_msg(result, header, *, score_threshold: float = 0.0, masks: bool =
         if stage != 'total':
             timings[stage] = timings.get(stage, 0.0) + ms
     timings['total'] = (extra_ms or {}).get('total', timings.get('total', 0.0))
-    for stage in ('preprocess', 'vision', 'prefill', 'decode', 'perception', 'postprocess', 'total'):
+    for stage in TIMED_STAGES:
         setattr(out, f'{stage}_ms', float(timings.get(stage, 0.0)))
     if result.frame_cached:
         out.vision_ms = 0.0
@@ -233,18 +285,46 @@ def result_to_msg(result, header, *, score_threshold: float = 0.0, masks: bool =
             continue
         msg = GroundedObject()
         msg.phrase = obj.phrase
+        msg.prompt = result.prompt
         msg.score = float(obj.score)
         msg.x_min, msg.y_min, msg.x_max, msg.y_max = (float(v) for v in obj.box)
         if masks and obj.mask is not None:
-            msg.mask = mask_to_image_msg(obj.mask, header)
+            mask, x, y = (obj.mask, 0, 0) if full_frame_masks else crop_mask(obj.mask, obj.box)
+            msg.mask = mask_to_image_msg(mask, header)
+            msg.mask_x_offset, msg.mask_y_offset = x, y
         objects.append(msg)
     out.objects = objects
+    out.answer = readable_answer(result.answer, object_phrase(result.prompt), len(objects))
+    return out
+
+
+def standing_msg(results, header):
+    """The GroundedObjectArrays of every standing prompt on one frame as one message (``standing`` true).
+
+    prompt and answer hold one line per prompt; objects follow prompt after
+    prompt; timings are summed; frame_cached is the first prompt's; rejected is
+    true when any prompt's object was refused.
+    """
+    from ros_pgpt.msg import GroundedObjectArray
+
+    out = GroundedObjectArray(standing=True)
+    out.header = header
+    out.prompt = '\n'.join(r.prompt for r in results)
+    out.answer = '\n'.join(r.answer for r in results)
+    out.objects = [obj for r in results for obj in r.objects]
+    if results:
+        out.visual_tokens = results[0].visual_tokens
+        out.frame_cached = results[0].frame_cached
+    out.rejected = any(r.rejected for r in results)
+    for stage in TIMED_STAGES:
+        setattr(out, f'{stage}_ms', float(sum(getattr(r, f'{stage}_ms') for r in results)))
     return out
 
 
 def detections_from_msg(msg) -> list[Detection]:
-    """GroundedObjectArray -> list of Detection (masks decoded when present)."""
-    return [Detection(o.phrase, float(o.score), (o.x_min, o.y_min, o.x_max, o.y_max), mask_from_image_msg(o.mask))
+    """GroundedObjectArray -> list of Detection (masks decoded when present, at their offsets)."""
+    return [Detection(o.phrase, float(o.score), (o.x_min, o.y_min, o.x_max, o.y_max), mask_from_image_msg(o.mask),
+                      (o.mask_x_offset, o.mask_y_offset), o.track_id)
             for o in msg.objects]
 
 
@@ -265,15 +345,15 @@ def draw_overlay(image_rgb: np.ndarray, detections, title: str | None = None) ->
     thick = max(1, round(min(width, height) / 320))
     for i, det in enumerate(detections):
         colour = _PALETTE[i % len(_PALETTE)]
-        if det.mask is not None and det.mask.shape == (height, width) and det.mask.any():
+        sel = None if det.mask is None else paste_mask(det.mask.astype(bool), det.mask_offset, width, height)
+        if sel is not None and sel.any():
             tint = np.array(colour, np.float32)
-            sel = det.mask.astype(bool)
             out[sel] = (0.5 * out[sel].astype(np.float32) + 0.5 * tint).astype(np.uint8)
             contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(out, contours, -1, colour, 1)
         x0, y0, x1, y1 = (int(round(v)) for v in det.box)
         cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, thick)
-        label = f'{det.phrase} {det.score:.2f}'
+        label = det.label
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = y0 - 4 if y0 - th - 6 >= 0 else min(height - 2, y1 + th + 4)
         cv2.rectangle(out, (x0, ty - th - 3), (x0 + tw + 4, ty + base - 1), (0, 0, 0), -1)

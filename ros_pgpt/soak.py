@@ -113,7 +113,7 @@ class Camera:
             thread.start()
 
     def _on_detections(self, msg):
-        if msg.prompt == self.standing:
+        if msg.standing:  # one message per frame holds every standing prompt
             self.standing_times.append(time.time())
 
     def _publish(self):

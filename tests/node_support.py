@@ -85,10 +85,11 @@ class NodeUnderTest:
             raise TimeoutError(f'{exc}\n--- node output:\n{self.output()[-3000:]}') from None
 
     def request(self, prompt: str, image=None, *, masks: bool = False, tokens: int = 0, boxes=(),
-                frame_id: str = 'test_cam', stamp=(0, 0)):
+                frame_id: str = 'test_cam', stamp=(0, 0), full_frame_masks: bool = False):
         from ros_pgpt.node.query import build_request
 
-        req = build_request(prompt, image=image, masks=masks, tokens=tokens, boxes=boxes, frame_id=frame_id)
+        req = build_request(prompt, image=image, masks=masks, tokens=tokens, boxes=boxes, frame_id=frame_id,
+                            full_frame_masks=full_frame_masks)
         req.image.header.stamp.sec, req.image.header.stamp.nanosec = stamp
         return req
 
@@ -150,7 +151,8 @@ class NodeUnderTest:
         return False
 
 
-def mask_array(obj) -> np.ndarray:
-    from ros_pgpt.ros_io import mask_from_image_msg
+def mask_array(obj, width: int = 640, height: int = 480) -> np.ndarray:
+    """An object's mask placed in its ``width`` x ``height`` source image (masks are crops by default)."""
+    from ros_pgpt.ros_io import mask_in_frame
 
-    return mask_from_image_msg(obj.mask)
+    return mask_in_frame(obj, width, height)

@@ -43,9 +43,15 @@ def pick_domain_id():
 
     Domain ids above ~101 collide with ephemeral ports on Linux. Collisions
     between concurrent test runs are still possible, so tests also use
-    unique topic/service names (``unique_name``).
+    unique topic/service names (``unique_name``). ``ROS_PGPT_TEST_DOMAIN_IDS=55-59``
+    keeps one runner's tests inside its own range (several runners share a machine).
     """
-    return 1 + (os.getpid() * 7 + next(_counter) * 13 + int.from_bytes(os.urandom(1), 'little')) % 100
+    low, high = 1, 100
+    if os.environ.get('ROS_PGPT_TEST_DOMAIN_IDS'):
+        low, _, high = os.environ['ROS_PGPT_TEST_DOMAIN_IDS'].partition('-')
+        low, high = int(low), int(high or low)
+    spread = os.getpid() * 7 + next(_counter) * 13 + int.from_bytes(os.urandom(1), 'little')
+    return low + spread % (high - low + 1)
 
 
 def unique_name(prefix='test'):

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -205,3 +206,105 @@ def test_replay_loop_stops_on_sigint(tmp_path, ros_env):
         t0 = time.monotonic()
         code = proc.stop(timeout=10)
         assert code == 0 and time.monotonic() - t0 < 5, proc.log_path.read_text()
+
+
+def test_record_matches_a_best_effort_publisher_and_replay_keeps_its_qos(tmp_path, ros_env, ros_context):
+    """A best-effort camera is recorded (a reliable recorder would not match it), its QoS goes into the bag,
+    and the replay publishes best effort again."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.interfaces import QosReliability
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import Image
+
+    from ros_pgpt import ros_io
+    from ros_pgpt.bags import replay
+
+    topic = unique_name('best_effort_cam')
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    node = rclpy.create_node('best_effort_camera', context=ros_context)
+    pub = node.create_publisher(Image, topic, best_effort)
+    out = tmp_path / 'rec'
+    frame = ros_io.rgb_to_image_msg(np.zeros((24, 32, 3), np.uint8))  # small: best effort over loopback keeps it
+    try:
+        argv = ['-m', 'ros_pgpt', 'record', str(out), '--topics', topic, '--duration', '60']
+        with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
+            proc.wait_for_output('recording', 60)
+            assert 'best_effort' in proc.output()
+            wait_for(lambda: pub.get_subscription_count() > 0, 20, message='recorder subscribed')
+            for i in range(10):
+                frame.header.stamp.sec = i
+                pub.publish(frame)
+                time.sleep(0.05)
+            time.sleep(1.0)
+            assert proc.stop() == 0, proc.log_path.read_text()
+        with Reader(out) as reader:
+            (conn,) = reader.connections
+            count = sum(1 for _ in reader.messages())
+            offered = conn.ext.offered_qos_profiles
+        assert count >= 8, f'a best-effort camera is recorded ({count} of 10 frames)'
+        assert [q.reliability for q in offered] == [QosReliability.BEST_EFFORT]
+
+        replayed = unique_name('replayed_cam')
+        got = []
+        node.create_subscription(Image, replayed, got.append, best_effort)
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        seen_qos = []
+        done = threading.Event()
+
+        def spin_and_look():  # the replay runs on this thread; its publisher's QoS is visible in the graph
+            while not done.is_set():
+                executor.spin_once(timeout_sec=0.02)
+                seen_qos.extend(i.qos_profile.reliability for i in node.get_publishers_info_by_topic(replayed))
+        spinner = threading.Thread(target=spin_and_look)
+        spinner.start()
+        try:
+            sent = replay(out, rate=2.0, remap={topic: replayed}, context=ros_context, log=lambda *_: None)
+        finally:
+            time.sleep(0.5)
+            done.set()
+            spinner.join(10)
+            executor.shutdown()
+        assert sent == count and got, 'the best-effort replay reaches a best-effort subscriber'
+        assert seen_qos and set(seen_qos) == {ReliabilityPolicy.BEST_EFFORT}
+    finally:
+        node.destroy_node()
+
+
+def test_replay_publishes_the_bag_time_on_clock(tmp_path, ros_env, ros_context):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    from ros_pgpt.bags import make_sample_bag
+
+    bag = tmp_path / 'cam'
+    truth = make_sample_bag(bag, frames=10, fps=10.0, width=160, height=120)
+    node = rclpy.create_node('clock_sink', context=ros_context)
+    ticks = []
+    # rclpy's own /clock subscription (use_sim_time) is best effort, depth 1
+    node.create_subscription(Clock, '/clock', lambda m: ticks.append(m.clock.sec * 10**9 + m.clock.nanosec),
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT))
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        argv = ['-m', 'ros_pgpt', 'replay', str(bag), '--clock', '50', '--wait-subscribers', '0',
+                '--remap', f'/camera/image_raw:={unique_name("nobody")}']
+        time.sleep(0.5)
+        with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
+            deadline = time.monotonic() + 60
+            while proc.alive() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.01)
+            assert proc.proc.wait(10) == 0, proc.output()
+            assert '/clock at 50 Hz' in proc.output()
+        executor.spin_once(timeout_sec=0.2)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    first, last = truth['first_stamp_ns'], truth['last_stamp_ns']
+    assert len(ticks) >= 20, f'0.9 s of bag at 50 Hz: {len(ticks)} clock messages'
+    assert all(first <= t <= last for t in ticks), 'the clock is the bag\'s time'
+    assert ticks == sorted(ticks) and ticks[-1] == last

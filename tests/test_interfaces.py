@@ -6,7 +6,7 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 from ros_pgpt.msg import GroundedObject, GroundedObjectArray
-from ros_pgpt.srv import Query
+from ros_pgpt.srv import Query, SetPrompts
 from ros_helpers import REPO_ROOT
 
 TIMING_FIELDS = ('preprocess_ms', 'vision_ms', 'prefill_ms', 'decode_ms',
@@ -17,19 +17,23 @@ EXPECTED = {
     GroundedObject: {
         'phrase': 'string', 'score': 'float', 'x_min': 'float', 'y_min': 'float',
         'x_max': 'float', 'y_max': 'float', 'mask': 'sensor_msgs/Image',
+        'prompt': 'string', 'track_id': 'uint32', 'mask_x_offset': 'uint32', 'mask_y_offset': 'uint32',
     },
     GroundedObjectArray: {
         'header': 'std_msgs/Header', 'prompt': 'string', 'answer': 'string',
         'visual_tokens': 'uint16', 'objects': 'sequence<ros_pgpt/GroundedObject>',
         **{name: 'float' for name in TIMING_FIELDS}, 'frame_cached': 'boolean', 'rejected': 'boolean',
+        'standing': 'boolean',
     },
     Query.Request: {
         'prompt': 'string', 'boxes': 'sequence<float>', 'image': 'sensor_msgs/Image', 'visual_tokens': 'uint16',
-        'masks': 'boolean',
+        'masks': 'boolean', 'full_frame_masks': 'boolean',
     },
     Query.Response: {
         'success': 'boolean', 'message': 'string', 'result': 'ros_pgpt/GroundedObjectArray',
     },
+    SetPrompts.Request: {'mode': 'uint8', 'prompts': 'sequence<string>'},
+    SetPrompts.Response: {'success': 'boolean', 'message': 'string', 'prompts': 'sequence<string>'},
 }
 
 
@@ -51,12 +55,14 @@ def _field_lines(path):
     return pairs
 
 
-@pytest.mark.parametrize('name', ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv'])
+@pytest.mark.parametrize('name', ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv', 'srv/SetPrompts.srv'])
 def test_every_field_is_documented(name):
     pairs = _field_lines(REPO_ROOT / name)
     assert pairs, f'{name} has no fields'
     for field, prev in pairs:
-        assert re.match(r'^[A-Za-z_/\[\]0-9]+ [a-z_0-9]+$', field), f'{name}: unexpected line {field!r}'
+        # a field (type name) or a constant (type NAME=value)
+        assert re.match(r'^[A-Za-z_/\[\]0-9]+ ([a-z_0-9]+|[A-Z_0-9]+=[0-9]+)$', field), \
+            f'{name}: unexpected line {field!r}'
         assert prev.startswith('#'), f'{name}: field {field!r} has no comment line above it'
 
 
@@ -143,3 +149,9 @@ def test_field_types_are_enforced_when_checking_is_on():
     with pytest.raises(AssertionError):
         GroundedObject(score='high', check_fields=True)
     GroundedObjectArray(visual_tokens=65535, check_fields=True)
+
+
+def test_set_prompts_modes_are_the_node_s_order():
+    from ros_pgpt.node.prompt_control import MODES
+
+    assert [getattr(SetPrompts.Request, mode) for mode in MODES] == list(range(len(MODES)))

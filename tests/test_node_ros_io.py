@@ -113,11 +113,55 @@ def test_result_to_msg_threshold_masks_and_timings():
                               objects=[], rejected=1)
     assert ros_io.result_to_msg(refused, header).rejected is True
     assert msg.objects[0].mask.encoding == 'mono8' and msg.objects[0].mask.header.frame_id == 'cam'
-    assert np.array_equal(ros_io.mask_from_image_msg(msg.objects[0].mask), mask)
+    # cropped to the box by default, placed by its offsets
+    obj = msg.objects[0]
+    assert (obj.mask.width, obj.mask.height, obj.mask_x_offset, obj.mask_y_offset) == (15, 5, 5, 5)
+    assert np.array_equal(ros_io.mask_from_image_msg(obj.mask), mask[5:10, 5:20])
+    assert np.array_equal(ros_io.mask_in_frame(obj, 40, 30), mask)
+    full = ros_io.result_to_msg(result, header, full_frame_masks=True).objects[0]
+    assert (full.mask.width, full.mask.height, full.mask_x_offset, full.mask_y_offset) == (40, 30, 0, 0)
+    assert np.array_equal(ros_io.mask_from_image_msg(full.mask), mask)
     boxes_only = ros_io.result_to_msg(result, header, masks=False)
     assert len(boxes_only.objects) == 2 and boxes_only.objects[0].mask.width == 0
     dets = ros_io.detections_from_msg(msg)
-    assert dets[0].phrase == 'red star' and np.array_equal(dets[0].mask, mask)
+    assert dets[0].phrase == 'red star' and dets[0].mask_offset == (5, 5)
+    assert np.array_equal(ros_io.paste_mask(dets[0].mask, dets[0].mask_offset, 40, 30), mask)
+    # words: the object's prompt on each object, a readable answer on the array
+    assert obj.prompt == 'the red star' and obj.track_id == 0 and msg.standing is False
+    assert msg.answer == '1 object: red star'
+    assert boxes_only.answer == '2 objects: red star' and ros_io.result_to_msg(refused, header).answer == 'none'
+
+
+def test_crop_mask_keeps_pixels_outside_the_box():
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 10:20] = True
+    mask[25, 35] = True  # refinement can leave a pixel outside the box
+    crop, x, y = ros_io.crop_mask(mask, (10.2, 10.0, 19.6, 20.0))
+    assert (x, y, crop.shape) == (10, 10, (16, 26))
+    assert np.array_equal(ros_io.paste_mask(crop, (x, y), 40, 30), mask)
+    empty, x, y = ros_io.crop_mask(np.zeros((30, 40), bool), (39.5, 29.5, 40.0, 30.0))
+    assert empty.shape == (1, 1) and (x, y) == (39, 29), 'a mask is never 0x0 (that reads as "no mask")'
+
+
+def test_standing_msg_holds_every_prompt_of_a_frame():
+    from std_msgs.msg import Header
+
+    from ros_pgpt.predictor import GroundedObject, GroundingResult
+
+    def result(prompt, n, rejected=0):
+        objects = [GroundedObject('x', 0.9, (i, 0, i + 5, 5), None) for i in range(n)]
+        return GroundingResult(prompt=prompt, answer='<obj>' * n or 'none', objects=objects, visual_tokens=64,
+                               frame_cached=False, rejected=rejected,
+                               timings={'vision': 10.0, 'decode': 2.0, 'total': 12.0})
+    header = Header(frame_id='cam')
+    parts = [ros_io.result_to_msg(result('every star', 2), header),
+             ros_io.result_to_msg(result('the blue square', 0, rejected=1), header)]
+    msg = ros_io.standing_msg(parts, header)
+    assert msg.standing and msg.header.frame_id == 'cam'
+    assert msg.prompt.split('\n') == ['every star', 'the blue square']
+    assert msg.answer.split('\n') == ['2 objects: star', 'none']
+    assert [o.prompt for o in msg.objects] == ['every star', 'every star']
+    assert msg.rejected and msg.vision_ms == 20.0 and msg.decode_ms == 4.0 and msg.visual_tokens == 64
 
 
 def test_overlay_draws_boxes_masks_and_labels(rgb):
@@ -128,6 +172,11 @@ def test_overlay_draws_boxes_masks_and_labels(rgb):
     assert out.shape == base.shape and out.dtype == np.uint8
     assert not np.array_equal(out, base) and np.array_equal(base, np.full((30, 40, 3), 100, np.uint8))
     assert (out[15, 15] != 100).any(), 'mask tinted'
+    # a crop at its offset draws exactly what the full-frame mask draws
+    cropped = ros_io.Detection('star', 0.5, (5, 5, 30, 25), mask[10:20, 10:20], (10, 10))
+    assert np.array_equal(ros_io.draw_overlay(base, [cropped], title='q'), out)
+    tracked = ros_io.Detection('star', 0.5, (5, 5, 30, 25), mask, track_id=7)
+    assert tracked.label == 'star #7 0.50' and cropped.label == 'star 0.50'
 
 
 def test_iou_matching():

@@ -61,8 +61,14 @@ def test_inline_query_result_shapes_and_header(node, sample):
         assert 0.0 <= obj.score <= 1.0
         assert -1 <= obj.x_min < obj.x_max <= w + 1 and -1 <= obj.y_min < obj.y_max <= h + 1
         assert obj.mask.encoding == 'mono8'
-        assert (obj.mask.width, obj.mask.height) == (w, h)
+        # cropped to the box (the default), placed by its offsets
+        assert obj.mask_x_offset <= obj.x_min + 1 and obj.mask_y_offset <= obj.y_min + 1
+        assert obj.mask_x_offset + obj.mask.width >= obj.x_max - 1
+        assert obj.mask_y_offset + obj.mask.height >= obj.y_max - 1
+        assert obj.mask_x_offset + obj.mask.width <= w and obj.mask_y_offset + obj.mask.height <= h
+        assert mask_array(obj, w, h).any()
         assert obj.mask.header.frame_id == 'inline_cam'
+        assert obj.prompt == 'point to every shape' and obj.phrase == 'shape' and obj.track_id == 0
         assert set(np.unique(np.frombuffer(bytes(obj.mask.data), np.uint8))) <= {0, 255}
 
 
@@ -145,7 +151,7 @@ def test_latest_frame_query_uses_camera_header_and_cache(node):
     assert first.result.header.frame_id == 'camera_optical'
     assert (first.result.header.stamp.sec, first.result.header.stamp.nanosec) == (100, 500_000_000)
     for obj in first.result.objects:
-        assert (obj.mask.width, obj.mask.height) == (640, 480)
+        assert 0 < obj.mask.width < 640 and 0 < obj.mask.height < 480, 'masks are cropped to their boxes'
     second = node.query('where is the red object?')
     assert second.success, second.message
     assert second.result.frame_cached, 'a second prompt on the same camera frame must reuse the vision features'
@@ -235,14 +241,16 @@ def test_boxes_in_the_prompt_reach_the_model(node):
     in-process for those boxes. (The shipped model's answers barely depend on the box, docs/MODEL.md,
     so the bad-box cases below show that the values arrive: a box outside the image is refused.)"""
     from ros_pgpt.checkpoints import default_checkpoint
+    from ros_pgpt.phrases import object_phrase, readable_answer
     from ros_pgpt.runtime import create_predictor
 
     local = create_predictor(default_checkpoint(), backend='auto')  # as the node resolves it
     sample, query = next((s, q) for s in map(scene, range(20, 80)) for q in s.queries if q.kind == 'relation_box')
     image, boxes = sample.scene.image, [tuple(b) for b in query.input_boxes]
 
-    def found(result):
-        return result.answer, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
+    def found(result):  # the node's answer is in words (ros_pgpt.phrases)
+        words = readable_answer(result.answer, object_phrase(result.prompt), len(result.objects))
+        return words, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
 
     response = node.query(query.prompt, image, boxes=boxes)
     assert response.success, response.message

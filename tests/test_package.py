@@ -37,7 +37,7 @@ def test_cmake_lists_every_interface():
     cmake = (REPO_ROOT / 'CMakeLists.txt').read_text()
     files = sorted(str(p.relative_to(REPO_ROOT)) for d in ('msg', 'srv') for p in (REPO_ROOT / d).iterdir()
                    if p.suffix in ('.msg', '.srv'))
-    assert files == ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv']
+    assert files == ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv', 'srv/SetPrompts.srv']
     for f in files:
         assert f'"{f}"' in cmake
 

@@ -17,10 +17,11 @@ FLUSH_S = 0.5  # after stopping, how long the executor still spins to deliver th
 
 USAGE = """usage: ros-pgpt node [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r FROM:=TO ...]]
 
-Starts the ros_pgpt perception node (default name "ros_pgpt"): service ~/query
-(ros_pgpt/srv/Query), topics ~/detections (ros_pgpt/msg/GroundedObjectArray),
-~/overlay (sensor_msgs/Image), camera input "image" or "image/compressed"
-(remap, e.g. -r image:=/camera/image_raw).
+Starts the ros_pgpt perception node (default name "ros_pgpt"): services ~/query
+(ros_pgpt/srv/Query) and ~/set_prompts (ros_pgpt/srv/SetPrompts), topics
+~/detections (ros_pgpt/msg/GroundedObjectArray), ~/overlay (sensor_msgs/Image),
+~/prompts (std_msgs/String in: the standing prompts, one per line), camera
+input "image" or "image/compressed" (remap, e.g. -r image:=/camera/image_raw).
 
 parameters:
 """

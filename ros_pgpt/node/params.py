@@ -69,10 +69,19 @@ PARAMS = (
           '(also at most 16384 per side)', 'int', 64, 16384 * 16384, 1),
     Param('max_prompt_chars', MAX_PROMPT_CHARS, f'longest accepted prompt in characters (the model\'s limit '
           f'is {MAX_PROMPT_CHARS})', 'int', 1, MAX_PROMPT_CHARS, 1),
-    Param('standing_prompts', [], 'prompts grounded on each new frame (at most `rate` Hz), results on '
-          '~/detections', 'string_array'),
+    Param('standing_prompts', [], 'prompts grounded on each new frame (at most `rate` Hz), all of a frame in one '
+          'message on ~/detections; also set through ~/set_prompts and ~/prompts', 'string_array'),
     Param('rate', 1.0, 'most standing-prompt runs per second (0 = every frame the worker can take)',
           'double', 0.0, 100.0),
+    Param('full_frame_masks', False, 'masks of the source image\'s size instead of masks cropped to each '
+          'object\'s box (GroundedObject.mask_x_offset/mask_y_offset place a crop); a Query may ask for full frames',
+          'bool'),
+    Param('tracking', True, 'give standing-prompt objects ids that stay the same across frames '
+          '(GroundedObject.track_id; 0 when off)', 'bool'),
+    Param('track_iou', 0.3, 'tracking: least overlap (mask IoU, else box IoU, at the predicted place) for an '
+          'object to keep a track\'s id', 'double', 0.0, 1.0),
+    Param('track_memory', 3, 'tracking: standing runs a track survives unmatched (an object missed or hidden '
+          'this many runs gets its id back)', 'int', 0, 100, 1),
     Param('fault_log_period', 5.0, 'seconds between two log lines of the same kind of bad input '
           '(throttling)', 'double', 0.0, 3600.0),
 )
@@ -143,9 +152,14 @@ def validate(name: str, value, *, configured: bool, max_tokens: int | None, max_
     if name == 'visual_tokens' and max_tokens is not None and value > max_tokens:
         return f'visual_tokens={value} exceeds the model\'s maximum {max_tokens}'
     if name == 'standing_prompts':
+        if len(set(value)) < len(value):
+            return f'standing_prompts lists a prompt twice: {list(value)}'
         for prompt in value:
             if not prompt.strip():
                 return 'standing_prompts must not contain empty prompts'
+            if '\n' in prompt or '\r' in prompt:
+                return (f'standing prompt {prompt[:30]!r} has a line break; standing results and ~/prompts '
+                        f'hold one prompt per line')
             if len(prompt) > max_prompt_chars:
                 return (f'standing prompt {prompt[:30]!r}... has {len(prompt)} characters; the limit is '
                         f'{max_prompt_chars} (max_prompt_chars)')

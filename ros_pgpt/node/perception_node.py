@@ -8,6 +8,9 @@
     cleanup     drop the model
 
 With ``autostart`` (default) the node configures and activates itself.
+``~/set_prompts`` and ``~/prompts`` (``prompt_control.py``) change the
+standing prompts in any state; each frame's standing results go out as one
+message, their objects tracked across frames (``ros_pgpt/tracking.py``).
 Threads: one executor thread runs every callback, and each is cheap: the
 camera callback only stores the latest frame; a service callback checks the
 request, hands a job to the inference worker and awaits its future (a
@@ -26,7 +29,9 @@ from rclpy.task import Future
 
 from ros_pgpt import ros_io
 from ros_pgpt.node import params as P
+from ros_pgpt.node.prompt_control import PromptControl
 from ros_pgpt.node.worker import Busy, InferenceWorker
+from ros_pgpt.tracking import Observation, Tracker
 
 try:  # managed lifecycle node where rclpy has it (Humble+; the Kilted wheels do)
     from rclpy.lifecycle import LifecycleNode as _BaseNode
@@ -94,6 +99,9 @@ class PerceptionNode(_BaseNode):
         self._fault_lock = threading.Lock()
         self.last_error = ''
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._tracker = Tracker()  # standing-prompt ids; only the worker thread uses it
+        # Like the parameters they set, ~/set_prompts and ~/prompts work in every lifecycle state.
+        self._prompt_control = PromptControl(self, self._reentrant)
 
     # ------------------------------------------------------------------ parameters
     def _p(self, name):
@@ -329,25 +337,38 @@ class PerceptionNode(_BaseNode):
             return
         masks, threshold = self._p('masks'), self._p('score_threshold')
         tokens = self._p('visual_tokens') or None
-        drawn = []
-        want_overlay = self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0
         prompts = list(self._p('standing_prompts'))
+        if not prompts:  # cleared after this run was queued
+            return
+        results = []
+        t0 = time.perf_counter()
         for prompt in prompts:
-            t0 = time.perf_counter()
             try:
                 result = predictor.ground(rgb, prompt, visual_tokens=tokens, masks=masks, key=frame.key)
             except ValueError as exc:
                 self._fault('standing', f'standing prompt {prompt!r}: {exc}')
                 continue
-            msg = ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks)
-            msg.total_ms = float((time.perf_counter() - t0) * 1e3)
-            if self._det_pub is not None:
-                self._det_pub.publish(msg)
-            if want_overlay:
-                drawn += ros_io.detections_from_result(result, threshold)
-        if want_overlay and self._overlay_pub is not None:
-            image = ros_io.draw_overlay(rgb, drawn, title=' | '.join(prompts))
+            results.append(ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks,
+                                                full_frame_masks=self._p('full_frame_masks')))
+        if self._p('tracking'):
+            self._track(prompts, results)
+        msg = ros_io.standing_msg(results, frame.header)
+        msg.total_ms = float((time.perf_counter() - t0) * 1e3)
+        if self._det_pub is not None:
+            self._det_pub.publish(msg)
+        if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
+            image = ros_io.draw_overlay(rgb, ros_io.detections_from_msg(msg), title=' | '.join(prompts))
             self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', frame.header))
+
+    def _track(self, prompts, results):
+        """Set each standing object's track_id (worker thread: the tracker is the worker's alone)."""
+        self._tracker.min_iou, self._tracker.memory = self._p('track_iou'), self._p('track_memory')
+        self._tracker.keep_only(prompts)
+        for result in results:
+            observations = [Observation((o.x_min, o.y_min, o.x_max, o.y_max), ros_io.mask_from_image_msg(o.mask),
+                                        (o.mask_x_offset, o.mask_y_offset)) for o in result.objects]
+            for obj, track_id in zip(result.objects, self._tracker.update(result.prompt, observations)):
+                obj.track_id = track_id
 
     # ------------------------------------------------------------------ the service
     async def _on_query(self, request, response):
@@ -431,6 +452,7 @@ class PerceptionNode(_BaseNode):
         tp = time.perf_counter()
         threshold = self._p('score_threshold')
         msg = ros_io.result_to_msg(result, header, score_threshold=threshold, masks=request.masks,
+                                   full_frame_masks=request.full_frame_masks or self._p('full_frame_masks'),
                                    extra_ms={'preprocess': convert_ms})
         msg.postprocess_ms = float(msg.postprocess_ms + (time.perf_counter() - tp) * 1e3)
         msg.total_ms = float((time.perf_counter() - t0) * 1e3)

@@ -2,6 +2,7 @@
 
     ros-pgpt query "where is the red star?"                   # on the latest camera frame
     ros-pgpt query "every circle" --image scene.png --masks --save overlay.png
+    ros-pgpt query "the red star" --masks --full-frame-masks   # masks of the whole image, not box crops
     ros-pgpt query "the small blue square" --tokens 16 --timeout 30
     ros-pgpt query "what is in <box>?" --box 100 80 220 200    # a region of the image, in pixels
 
@@ -24,7 +25,7 @@ RESPONSE_HISTORY_DEPTH = 100
 
 
 def format_result(result, round_trip_ms: float | None = None) -> str:
-    """A GroundedObjectArray as a human-readable table."""
+    """A GroundedObjectArray as a human-readable table (mask px: pixels on the object, crop or full frame)."""
     from ros_pgpt.ros_io import mask_from_image_msg
 
     lines = [f'prompt: {result.prompt!r}   answer: {result.answer!r}   visual tokens: {result.visual_tokens}'
@@ -48,10 +49,14 @@ def format_result(result, round_trip_ms: float | None = None) -> str:
 
 
 class QueryClient:
-    """A small rclpy client of the Query service (own context; also used by the demo and tests)."""
+    """A small rclpy client of the Query service (own context; also used by the demo and tests).
+
+    ``service_type`` makes it a client of another service of the node (``ros-pgpt prompts`` uses SetPrompts).
+    """
 
     def __init__(self, service: str = DEFAULT_SERVICE, *, overlay_topic: str | None = None,
-                 node_name: str = 'ros_pgpt_query_client', context=None, domain_id: int | None = None):
+                 node_name: str = 'ros_pgpt_query_client', context=None, domain_id: int | None = None,
+                 service_type=None):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -64,7 +69,7 @@ class QueryClient:
             kwargs = {} if domain_id is None else {'domain_id': domain_id}
             rclpy.init(context=self.context, args=[], **kwargs)
         self.node = rclpy.create_node(f'{node_name}_{os.getpid()}', context=self.context)
-        self.client = self.node.create_client(Query, service, qos_profile=QoSProfile(
+        self.client = self.node.create_client(service_type or Query, service, qos_profile=QoSProfile(
             depth=RESPONSE_HISTORY_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -110,13 +115,13 @@ class QueryClient:
 
 
 def build_request(prompt: str, *, image=None, masks: bool = False, tokens: int = 0, boxes=(),
-                  frame_id: str = 'image'):
+                  frame_id: str = 'image', full_frame_masks: bool = False):
     """A Query request; ``boxes`` (x_min, y_min, x_max, y_max in pixels) fill the prompt's "<box>"s."""
     from ros_pgpt.ros_io import rgb_to_image_msg
     from ros_pgpt.srv import Query
 
     request = Query.Request(prompt=prompt, visual_tokens=int(tokens), masks=bool(masks),
-                            boxes=[float(v) for box in boxes for v in box])
+                            full_frame_masks=bool(full_frame_masks), boxes=[float(v) for box in boxes for v in box])
     if image is not None:
         request.image = rgb_to_image_msg(image, 'rgb8')
         request.image.header.frame_id = frame_id
@@ -130,6 +135,8 @@ def main(argv=None) -> int:
     parser.add_argument('prompt', help='what to find, e.g. "where is the red star?"')
     parser.add_argument('--image', metavar='FILE', help='ground this image file instead of the latest camera frame')
     parser.add_argument('--masks', action='store_true', help='ask for pixel masks')
+    parser.add_argument('--full-frame-masks', action='store_true',
+                        help='masks of the whole image instead of crops of each object\'s box')
     parser.add_argument('--box', nargs=4, type=float, action='append', default=[],
                         metavar=('X_MIN', 'Y_MIN', 'X_MAX', 'Y_MAX'),
                         help='a box in image pixels for the next "<box>" in the prompt (repeat per box)')
@@ -157,7 +164,8 @@ def main(argv=None) -> int:
             return 3
         if overlay_topic:
             client.spin(0.5)  # let the overlay subscription match
-        request = build_request(args.prompt, image=image, masks=args.masks, tokens=args.tokens, boxes=args.box)
+        request = build_request(args.prompt, image=image, masks=args.masks, tokens=args.tokens, boxes=args.box,
+                                full_frame_masks=args.full_frame_masks)
         response, ms = client.call(request, args.timeout)
         if response is None:
             print(f'ros-pgpt query: no answer from {args.service} within {args.timeout:g} s', file=sys.stderr)
