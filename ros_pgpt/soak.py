@@ -53,13 +53,16 @@ def _percentiles(values) -> dict:
 
 
 # ---------------------------------------------------------------------------- clients (own processes)
-def _client_main(index: int, service: str, schedule: list, masks: bool, call_timeout: float, out: str) -> None:
-    """Call the service back to back through ``schedule`` [(start, end, tokens)]; one JSON line a call."""
+def _client_main(index: int, service: str, ready, schedules, masks: bool, call_timeout: float, out: str) -> None:
+    """Say ``ready`` once the service is seen, take the schedule [(start, end, tokens)], call the service
+    back to back through it; one JSON line a call."""
     from ros_pgpt.node.query import QueryClient, build_request
 
     client = QueryClient(service, node_name=f'soak_client_{index}')
     try:
-        client.wait(60.0)
+        client.wait(120.0)
+        ready.put(index)
+        schedule = schedules.get()
         with open(out, 'w') as log:
             for start, end, tokens in schedule:
                 while time.time() < start:
@@ -183,20 +186,24 @@ def run_soak(args) -> dict:
         camera = Camera(context, '/camera/image_raw', '/ros_pgpt/detections', args.camera_hz, args.standing)
         time.sleep(args.warmup)  # discovery, first frames, the standing prompt's first runs
 
-        start = time.time() + 2.0  # time for the clients' discovery
+        spawn = multiprocessing.get_context('spawn')
+        ready, schedules, clients = spawn.Queue(), spawn.Queue(), []
+        for i in range(args.clients):
+            path = out / f'client_{i}.jsonl'
+            proc = spawn.Process(target=_client_main, daemon=True, args=(
+                i, '/ros_pgpt/query', ready, schedules, i % 2 == 0, args.call_timeout, str(path)))
+            proc.start()
+            clients.append((proc, path))
+        for _ in clients:  # a loaded machine takes many seconds to start a client process
+            ready.get(timeout=args.start_timeout)
+        start = time.time() + 0.5
         main_end = start + args.duration
         schedule = [(start, main_end, args.tokens)]
         for i, tokens in enumerate(args.throughput_tokens):
             schedule.append((main_end + i * args.phase_seconds, main_end + (i + 1) * args.phase_seconds, tokens))
         end = schedule[-1][1]
-        spawn = multiprocessing.get_context('spawn')
-        clients = []
-        for i in range(args.clients):
-            path = out / f'client_{i}.jsonl'
-            proc = spawn.Process(target=_client_main, daemon=True,
-                                 args=(i, '/ros_pgpt/query', schedule, i % 2 == 0, args.call_timeout, str(path)))
-            proc.start()
-            clients.append((proc, path))
+        for _ in clients:
+            schedules.put(schedule)
 
         node_ps = psutil.Process(node_proc.pid)
         rss = []
