@@ -121,26 +121,44 @@ def create_engine(checkpoint: str | Path | None = None, *, backend: str = "auto"
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint directory not found: {directory}")
     export_dir = Path(engine_dir) if engine_dir else default_export_dir(directory)
-    reason = "asked for explicitly"
-    if backend == "auto":
+    reason, auto = "asked for explicitly", backend == "auto"
+    if auto:
         backend, reason = select_backend(directory, export_dir, export=export is not False)
         log.info("backend auto -> %s: %s", backend, reason)
-        if backend != "pytorch":
-            try:
-                ensure_export(directory, export_dir)
-            except Exception as exc:  # noqa: BLE001 - the slower backend still serves
-                reason = f"export to {export_dir} failed ({type(exc).__name__}: {exc}); pytorch instead"
-                log.warning("backend auto -> pytorch: %s", reason)
-                backend = "pytorch"
-    engine = _engine(directory, export_dir, backend, precision, threads, export)
+    _check_precision(backend, precision)  # before a minute of export
+    if backend != "pytorch":
+        try:
+            _prepare_export(directory, export_dir, export)
+        except Exception as exc:  # noqa: BLE001 - with auto the slower backend still serves
+            if not auto:
+                raise
+            reason = f"export to {export_dir} failed ({type(exc).__name__}: {exc}); pytorch instead"
+            log.warning("backend auto -> pytorch: %s", reason)
+            backend = "pytorch"
+            _check_precision(backend, precision)
+    engine = _engine(directory, export_dir, backend, precision, threads)
     engine.reason = reason
     return engine
 
 
-def _engine(directory: Path, export_dir: Path, backend: str, precision: str | None, threads: int | None,
-            export: bool | None):
+def _prepare_export(directory: Path, export_dir: Path, export: bool | None) -> None:
+    """Export when missing, or (``export=False``) insist that a matching export is there."""
+    if export is not False:
+        ensure_export(directory, export_dir)
+        return
+    from .artifacts import export_status
+
+    ready, status = export_status(directory, export_dir)
+    if not ready:
+        raise FileNotFoundError(f"this backend needs an export: {status}")
+
+
+def _check_precision(backend: str, precision: str | None) -> None:
     if precision is not None and precision not in PRECISIONS[backend]:
         raise ValueError(f"{backend} precision {precision!r}: choose from {', '.join(PRECISIONS[backend])}")
+
+
+def _engine(directory: Path, export_dir: Path, backend: str, precision: str | None, threads: int | None):
     if threads:
         import torch
 
@@ -150,14 +168,6 @@ def _engine(directory: Path, export_dir: Path, backend: str, precision: str | No
         from .torch_backend import TorchEngine
 
         return TorchEngine(load_model(directory), precision=precision or "fp32")
-    if export is not False:
-        ensure_export(directory, export_dir)
-    else:
-        from .artifacts import export_status
-
-        ready, status = export_status(directory, export_dir)
-        if not ready:
-            raise FileNotFoundError(f"backend {backend!r} needs an export: {status}")
     if backend == "onnxruntime":
         from .ort_backend import OrtEngine
 
