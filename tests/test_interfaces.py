@@ -173,11 +173,14 @@ VISION_MSGS_HASHES = {
 
 def test_vision_msgs_type_hashes_are_the_real_packages():
     import json
+    import os
+    import sys
     from pathlib import Path
 
-    from ament_index_python.packages import get_package_share_directory
-
-    share = Path(get_package_share_directory('vision_msgs')) / 'msg'
+    # the venv route installs into sys.prefix without setting AMENT_PREFIX_PATH; a ROS install sets it
+    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]
+    share = next(Path(p) / 'share' / 'vision_msgs' / 'msg' for p in prefixes
+                 if (Path(p) / 'share' / 'vision_msgs' / 'msg').is_dir())
     got = {path.stem: json.loads(path.read_text())['type_hashes'][0]['hash_string']
            for path in share.glob('*.json')}
     assert got == {name: f'RIHS01_{digest}' for name, digest in VISION_MSGS_HASHES.items()}

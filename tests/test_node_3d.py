@@ -22,22 +22,28 @@ from ros_pgpt.ros_io import box_iou
 
 pytestmark = pytest.mark.ros
 
-SEED = 3
+SEED = 0
 PROMPT = 'point to every shape'
 K = Intrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5, width=640, height=480)
 WALL_M = 3.0
 TOLERANCE = 0.02  # of the true distance
 HOLE_MARGIN = 8  # px around an object's box where the depth camera reads nothing
+NOISE = 0.003  # relative depth noise (standard deviation)
 
 
 @pytest.fixture(scope='module')
 def world():
+    return make_world()
+
+
+def make_world():
     """The scene, each object's distance, and which object is a hole / sparse."""
     sample = scene(SEED)
     objects = sample.scene.objects
+    by_area = sorted(range(len(objects)), key=lambda i: -objects[i].mask.sum())
     assert len(objects) >= 4, 'the scene needs room for two ordinary objects, a hole and a sparse one'
     distances = [0.6 + 0.35 * i for i in range(len(objects))]
-    hole, sparse = len(objects) - 1, len(objects) - 2
+    hole, sparse = by_area[1], by_area[2]  # large ones: the model finds them
     return sample.scene.image, objects, distances, hole, sparse
 
 
@@ -47,13 +53,14 @@ def depth_metres(world) -> np.ndarray:
     depth = np.full(image.shape[:2], WALL_M, np.float32)
     for obj, distance in zip(objects, distances):
         depth[obj.mask] = distance
-    for index, keep_every in ((hole, 0), (sparse, 4)):
-        x0, y0, x1, y1 = (int(v) for v in objects[index].box)
-        region = np.s_[max(0, y0 - HOLE_MARGIN):y1 + HOLE_MARGIN, max(0, x0 - HOLE_MARGIN):x1 + HOLE_MARGIN]
-        kept = depth[region].copy()
-        depth[region] = np.nan
-        if keep_every:  # one pixel in keep_every^2 still reads
-            depth[region][::keep_every, ::keep_every] = kept[::keep_every, ::keep_every]
+    depth *= 1 + np.random.default_rng(0).normal(0, NOISE, depth.shape).astype(np.float32)  # sensor noise
+    v, u = np.mgrid[:depth.shape[0], :depth.shape[1]]
+    reads = ((v // 2) % 3 == 0) & ((u // 2) % 3 == 0)  # 1 pixel in 9, in 2x2 blocks (survive half resolution)
+    for index, hole_reads in ((hole, np.zeros_like(reads)), (sparse, reads)):
+        x0, y0, x1, y1 = (int(b) for b in objects[index].box)
+        region = np.zeros_like(reads)
+        region[max(0, y0 - HOLE_MARGIN):y1 + HOLE_MARGIN, max(0, x0 - HOLE_MARGIN):x1 + HOLE_MARGIN] = True
+        depth[region & ~hole_reads] = np.nan
     return depth
 
 
@@ -83,10 +90,10 @@ def camera_info_msg(k: Intrinsics, stamp=(0, 0), frame_id='test_cam'):
     return msg
 
 
-def true_centroid(obj, distance):
-    """Per-axis median of the object's pixels back-projected at its distance (colour-resolution K)."""
+def true_points(obj, distance):
+    """The object's pixels back-projected at its distance (colour-resolution K), (N, 3)."""
     vs, us = np.nonzero(obj.mask)
-    return np.array([(np.median(us) - K.cx) * distance / K.fx, (np.median(vs) - K.cy) * distance / K.fy, distance])
+    return np.stack([(us - K.cx) * distance / K.fx, (vs - K.cy) * distance / K.fy, np.full(us.shape, distance)], 1)
 
 
 def matched(result, world):
@@ -117,19 +124,21 @@ def check_3d(result, world):
             assert math.isnan(obj.depth) and math.isnan(obj.centroid.z)
             continue
         if index == sparse:
-            assert obj.depth_status == DEPTH_SPARSE and 0.0 < obj.depth_valid_fraction < 0.2
+            assert obj.depth_status == DEPTH_SPARSE and 0.0 < obj.depth_valid_fraction < 0.2, obj.depth_valid_fraction
+            assert abs(obj.depth - distances[index]) <= TOLERANCE * distances[index]
             continue
         assert obj.depth_status == DEPTH_OK, f'object {index}: status {obj.depth_status}'
-        truth = true_centroid(objects[index], distances[index])
+        points = true_points(objects[index], distances[index])
+        truth = np.median(points, axis=0)
         got = np.array([obj.centroid.x, obj.centroid.y, obj.centroid.z])
         error = np.linalg.norm(got - truth)
         assert error <= TOLERANCE * np.linalg.norm(truth), f'object {index}: {got} vs true {truth}'
         assert abs(obj.depth - distances[index]) <= TOLERANCE * distances[index]
         assert obj.depth_valid_fraction > 0.9
-        # a flat object: no depth extent; its width is about its box's at that distance
+        # a flat object: no depth extent; its size is the 5th..95th percentile range of its true points
         assert obj.extent.z <= TOLERANCE * distances[index]
-        box_width_m = (objects[index].box[2] - objects[index].box[0]) * distances[index] / K.fx
-        assert obj.extent.x == pytest.approx(box_width_m, rel=0.35)
+        low, high = np.percentile(points, [5, 95], axis=0)
+        np.testing.assert_allclose([obj.extent.x, obj.extent.y], (high - low)[:2], rtol=0.25)
         ok += 1
     assert ok >= 1
     return pairs
@@ -165,7 +174,11 @@ def inline_query(node, world, encoding, size, info_size, stamp, masks=False):
 
 
 def received(node, key, stamp):
-    return [m for m in node.got[key] if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp]
+    """Messages received on an output for the frame stamped ``stamp`` (a MarkerArray by its markers' header)."""
+    def header(m):
+        return m.markers[0].header if key == 'markers' else m.header
+    return [m for m in node.got[key]
+            if (key != 'markers' or m.markers) and (header(m).stamp.sec, header(m).stamp.nanosec) == stamp]
 
 
 # ------------------------------------------------------------------ inline depth
@@ -274,7 +287,9 @@ def test_standing_prompt_results_as_vision_msgs(node, world):
     results = node.set_parameters(standing_prompts=[PROMPT], rate=0.0)
     assert all(r.successful for r in results)
     try:
+        node.info_pub.publish(camera_info_msg(K, stamp))
         node.depth_pub.publish(depth_msg(depth_metres(world), '32FC1', (640, 480), stamp))
+        node.spin(0.5)  # a lone depth image (no stream) is not waited for: let it arrive first
         node.publish_frame(world[0], stamp=stamp, frame_id='test_cam')
         node.spin_until(lambda: received(node, '3d', stamp) and received(node, '2d', stamp), 60.0,
                         'standing-prompt vision_msgs')
@@ -285,3 +300,14 @@ def test_standing_prompt_results_as_vision_msgs(node, world):
     check_3d(det, world)
     assert [d.results[0].hypothesis.class_id for d in received(node, '2d', stamp)[0].detections] == \
         [o.phrase for o in det.objects]
+
+
+def test_node_advertises_the_real_vision_msgs_type_hashes(node):
+    """What goes over the wire: the node's publishers carry the type hashes of upstream vision_msgs."""
+    from test_interfaces import VISION_MSGS_HASHES
+
+    for topic, name in (('detections_2d', 'Detection2DArray'), ('detections_3d', 'Detection3DArray')):
+        infos = node.ros.get_publishers_info_by_topic(f'{node.ns}/ros_pgpt/{topic}')
+        assert len(infos) == 1 and infos[0].topic_type == f'vision_msgs/msg/{name}'
+        type_hash = infos[0].topic_type_hash
+        assert (type_hash.version, bytes(type_hash.value).hex()) == (1, VISION_MSGS_HASHES[name])
