@@ -264,6 +264,7 @@ def test_topic_depth_paired_by_stamp(node, world):
     stamp = (400, 250_000_000)
     node.info_pub.publish(camera_info_msg(K, stamp))
     node.depth_pub.publish(depth_msg(depth_metres(world), '16UC1', (320, 240), stamp))
+    node.spin(1.0)  # a lone depth image (no stream) is not waited for: let it arrive first
     node.publish_frame(world[0], stamp=stamp, frame_id='test_cam')
     response = node.query(PROMPT)  # the latest frame
     assert response.success, response.message
@@ -287,10 +288,13 @@ def test_standing_prompt_results_as_vision_msgs(node, world):
     results = node.set_parameters(standing_prompts=[PROMPT], rate=0.0)
     assert all(r.successful for r in results)
     try:
+        # a depth stream: the previous depth image has arrived; the frame's own is sent just after the
+        # frame (large, it arrives later), and the standing run waits for it
         node.info_pub.publish(camera_info_msg(K, stamp))
+        node.depth_pub.publish(depth_msg(depth_metres(world), '32FC1', (640, 480), (599, 900_000_000)))
+        node.spin(0.5)
+        node.publish_frame(world[0], stamp=stamp, frame_id='test_cam', settle=0)
         node.depth_pub.publish(depth_msg(depth_metres(world), '32FC1', (640, 480), stamp))
-        node.spin(0.5)  # a lone depth image (no stream) is not waited for: let it arrive first
-        node.publish_frame(world[0], stamp=stamp, frame_id='test_cam')
         node.spin_until(lambda: received(node, '3d', stamp) and received(node, '2d', stamp), 60.0,
                         'standing-prompt vision_msgs')
     finally:
