@@ -19,8 +19,11 @@ USAGE = """usage: ros-pgpt node [--ros-args [-p NAME:=VALUE ...] [--params-file 
 
 Starts the ros_pgpt perception node (default name "ros_pgpt"): service ~/query
 (ros_pgpt/srv/Query), topics ~/detections (ros_pgpt/msg/GroundedObjectArray),
-~/overlay (sensor_msgs/Image), camera input "image" or "image/compressed"
-(remap, e.g. -r image:=/camera/image_raw).
+~/overlay (sensor_msgs/Image), ~/detections_2d and ~/detections_3d
+(vision_msgs/Detection2DArray, Detection3DArray), ~/markers
+(visualization_msgs/MarkerArray), camera input "image" or "image/compressed"
+(remap, e.g. -r image:=/camera/image_raw), depth input from the depth_topic
+parameter (e.g. -p depth_topic:=/camera/aligned_depth_to_color/image_raw).
 
 parameters:
 """

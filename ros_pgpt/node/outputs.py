@@ -260,8 +260,9 @@ def marker_array(msg, previous: int = 0):
 
     ns = msg.prompt
     out = MarkerArray()
-    for i, obj in enumerate(o for o in msg.objects if has_3d(o)):
-        r, g, b = (c / 255.0 for c in ros_io._PALETTE[i % len(ros_io._PALETTE)])  # the overlay's colours
+    drawn = [(index, obj) for index, obj in enumerate(msg.objects) if has_3d(obj)]
+    for i, (index, obj) in enumerate(drawn):
+        r, g, b = (c / 255.0 for c in ros_io._PALETTE[index % len(ros_io._PALETTE)])  # the overlay's colour
         box = Marker(header=msg.header, ns=ns, id=2 * i, type=Marker.CUBE, action=Marker.ADD)
         box.pose.position.x, box.pose.position.y, box.pose.position.z = (
             obj.extent_center.x, obj.extent_center.y, obj.extent_center.z)

@@ -3,7 +3,8 @@
 Two classes of parameters:
 
 * **load-time** (``checkpoint``, ``backend``, ``input``, ``qos_reliability``,
-  ``qos_depth``, ``queue_size``, ``autostart``): used at configure/activate;
+  ``qos_depth``, ``queue_size``, ``autostart``, the thresholds the model is
+  loaded with, and the depth topics and their QoS): used at configure/activate;
   changing them is refused while the node is configured (deactivate + cleanup
   first, then configure again);
 * **run-time** (everything else): validated on change and used from the
