@@ -330,8 +330,8 @@ class PerceptionNode(_BaseNode):
 
     # ------------------------------------------------------------------ standing prompts
     def _run_standing(self, frame: Frame):
-        predictor = self._predictor
-        if predictor is None or not self._active:
+        predictor, outputs = self._predictor, self._outputs  # teardown may drop them meanwhile
+        if predictor is None or outputs is None or not self._active:
             return
         try:
             rgb = self._frame_rgb(frame)
@@ -340,7 +340,7 @@ class PerceptionNode(_BaseNode):
             return
         masks, threshold = self._p('masks'), self._p('score_threshold')
         tokens = self._p('visual_tokens') or None
-        depth = self._outputs.depth_for_frame(frame.header, rgb.shape[1::-1])
+        depth = outputs.depth_for_frame(frame.header, rgb.shape[1::-1])
         drawn = []
         want_overlay = self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0
         prompts = list(self._p('standing_prompts'))
@@ -354,7 +354,7 @@ class PerceptionNode(_BaseNode):
                 self._fault('standing', f'standing prompt {prompt!r}: {exc}')
                 continue
             msg = ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks)
-            self._outputs.add_3d(msg, result, depth)
+            outputs.add_3d(msg, result, depth)
             msg.total_ms = float((time.perf_counter() - t0) * 1e3)
             self._publish(msg, depth)
             if want_overlay:
@@ -427,8 +427,8 @@ class PerceptionNode(_BaseNode):
     def _run_query(self, request, source, tokens: int, boxes, t0: float):
         from ros_pgpt.srv import Query
 
-        predictor = self._predictor
-        if predictor is None:
+        predictor, outputs = self._predictor, self._outputs  # teardown may drop them meanwhile
+        if predictor is None or outputs is None:
             return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
         tc = time.perf_counter()
         try:
@@ -438,7 +438,7 @@ class PerceptionNode(_BaseNode):
             else:
                 where, key, header = 'request image', ros_io.image_key(source), source.header
                 rgb = ros_io.image_msg_to_rgb(source, self._p('max_image_pixels'))
-            depth = self._outputs.depth_for_query(request, header, rgb.shape[1::-1])
+            depth = outputs.depth_for_query(request, header, rgb.shape[1::-1])
         except ros_io.ImageError as exc:
             return self._fault(exc.kind, f'{where}: {exc}')
         except DepthError as exc:
@@ -457,7 +457,7 @@ class PerceptionNode(_BaseNode):
         threshold = self._p('score_threshold')
         msg = ros_io.result_to_msg(result, header, score_threshold=threshold, masks=request.masks,
                                    extra_ms={'preprocess': convert_ms})
-        self._outputs.add_3d(msg, result, depth)
+        outputs.add_3d(msg, result, depth)
         msg.postprocess_ms = float(msg.postprocess_ms + (time.perf_counter() - tp) * 1e3)
         msg.total_ms = float((time.perf_counter() - t0) * 1e3)
         self._publish(msg, depth)
