@@ -272,6 +272,15 @@ def test_topic_depth_paired_by_stamp(node, world):
     check_3d(response.result, world)
 
 
+def test_inline_depth_with_the_topics_camera_info(node, world):
+    """Query.depth without Query.camera_info: the latest camera_info from the topic (published above)."""
+    request = node.request(PROMPT, world[0], stamp=(450, 0))
+    request.depth = depth_msg(depth_metres(world), '32FC1', (640, 480), (450, 0))
+    response = node.call(request)
+    assert response.success, response.message
+    check_3d(response.result, world)
+
+
 def test_topic_depth_too_far_in_time_gives_no_3d(node, world):
     node.depth_pub.publish(depth_msg(depth_metres(world), '16UC1', (320, 240), (500, 0)))
     node.publish_frame(world[0], stamp=(500, 100_000_000), frame_id='test_cam')  # 0.1 s later
@@ -295,8 +304,9 @@ def test_standing_prompt_results_as_vision_msgs(node, world):
         node.spin(0.5)
         node.publish_frame(world[0], stamp=stamp, frame_id='test_cam', settle=0)
         node.depth_pub.publish(depth_msg(depth_metres(world), '32FC1', (640, 480), stamp))
-        node.spin_until(lambda: received(node, '3d', stamp) and received(node, '2d', stamp), 60.0,
-                        'standing-prompt vision_msgs')
+        node.spin_until(lambda: received(node, '3d', stamp) and received(node, '2d', stamp) and any(
+            (d.header.stamp.sec, d.header.stamp.nanosec) == stamp for d in node.detections), 60.0,
+            'standing-prompt result and its vision_msgs')
     finally:
         node.set_parameters(standing_prompts=[])
     det = next(d for d in node.detections if (d.header.stamp.sec, d.header.stamp.nanosec) == stamp)
