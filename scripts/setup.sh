@@ -9,12 +9,14 @@
 #   3. ros       ROS 2 Kilted wheels (requirements-ros.txt)
 #   4. python    ML + test stack (requirements.txt, requirements-nodeps.txt)
 #   5. cmakefix  rewrite the ROS wheels' hard-coded include dirs (idempotent)
-#   6. interfaces  build msg/ + srv/ with CMake (ament_cmake, prefix = .venv)
+#   6. vision_msgs build interfaces/vision_msgs (the vision_msgs messages, no
+#                  wheel exists) with CMake into .venv
+#   7. interfaces  build msg/ + srv/ with CMake (ament_cmake, prefix = .venv)
 #                  and put the generated ros_pgpt.msg / ros_pgpt.srv next to
 #                  the hand-written modules in ros_pgpt/ (gitignored)
-#   7. package   editable install of ros_pgpt (+ the `ros-pgpt` command)
-#   8. verify    import check from outside the repo
-#   9. export    the shipped checkpoint to ONNX (the node's fastest CPU backend)
+#   8. package   editable install of ros_pgpt (+ the `ros-pgpt` command)
+#   9. verify    import check from outside the repo
+#  10. export    the shipped checkpoint to ONNX (the node's fastest CPU backend)
 #
 # Each step records a hash of its inputs under .venv/.ros_pgpt/; a re-run skips
 # steps whose inputs did not change (a no-op re-run takes about a second). The
@@ -101,7 +103,9 @@ H_VENV=$(hash_of "python $PYVER" "$("$PYTHON" -c 'import sys; print(sys.base_pre
 H_TORCH=$(hash_of "$H_VENV" "torch==$TORCH_VERSION" "index=$TORCH_INDEX")
 H_ROS=$(hash_of "$H_TORCH" "$ROOT/requirements-ros.txt")
 H_PYDEPS=$(hash_of "$H_ROS" "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt")
-H_IFACE=$(hash_of "$H_PYDEPS" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/fix_ros_cmake.py" \
+H_VISION=$(hash_of "$H_PYDEPS" "$ROOT/scripts/fix_ros_cmake.py" "$ROOT"/interfaces/vision_msgs/CMakeLists.txt \
+  "$ROOT"/interfaces/vision_msgs/package.xml "$ROOT"/interfaces/vision_msgs/msg/*.msg)
+H_IFACE=$(hash_of "$H_VISION" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/scripts/fix_ros_cmake.py" \
   "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv)
 # pyproject.toml is tool config only (pytest etc.), not an input of the install.
 H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/ros_pgpt/__init__.py")
@@ -185,38 +189,58 @@ if ! step_done pydeps "$H_PYDEPS"; then
   mark_done pydeps "$H_PYDEPS"
 fi
 
-# ---------------------------------------------------------------- 5+6. interfaces
+# ---------------------------------------------------------------- 5-7. interfaces
 STEP="cmakefix"
 "$PY" "$ROOT/scripts/fix_ros_cmake.py" "$VENV" >/dev/null
+
+# CMake >= 3.20 (rosidl needs it); take it from PyPI when the system has none.
+find_cmake() {
+  CMAKE=cmake
+  if ! command -v cmake >/dev/null || ! cmake --version | head -n1 | awk '{split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 20))}'; then
+    [[ -x "$VENV/bin/cmake" ]] || { log "no CMake >= 3.20 on PATH: installing it from PyPI into the venv"; "${PIP[@]}" "cmake>=3.22,<4"; }
+    CMAKE="$VENV/bin/cmake"
+  fi
+}
+
+# cmake_install <source dir> <build dir> <Python install dir, relative to the venv>:
+# configure, build and install one ament_cmake package into the venv (logs in the build dir).
+cmake_install() {
+  local src="$1" build="$2" pydir="$3" generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  if [[ -f "$build/CMakeCache.txt" ]] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}\$" "$build/CMakeCache.txt"; then
+    rm -rf "$build"
+  fi
+  mkdir -p "$build"
+  export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+  "$CMAKE" -S "$src" -B "$build" "${generator[@]}" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$VENV" \
+    -DPython3_EXECUTABLE="$PY" \
+    -DPYTHON_INSTALL_DIR="$pydir" \
+    -DBUILD_TESTING=OFF > "$build/cmake-configure.log" 2>&1 \
+    || { tail -n 40 "$build/cmake-configure.log" >&2; die "cmake configure failed (full log: $build/cmake-configure.log)"; }
+  "$CMAKE" --build "$build" -j "$(nproc)" > "$build/cmake-build.log" 2>&1 \
+    || { tail -n 40 "$build/cmake-build.log" >&2; die "cmake build failed (full log: $build/cmake-build.log)"; }
+  "$CMAKE" --install "$build" > "$build/cmake-install.log" 2>&1 \
+    || { tail -n 40 "$build/cmake-install.log" >&2; die "cmake install failed (full log: $build/cmake-install.log)"; }
+}
+
+STEP="vision_msgs"
+if ! step_done vision_msgs "$H_VISION" || ! (cd / && "$PY" -c 'import vision_msgs.msg' 2>/dev/null); then
+  log "building interfaces/vision_msgs with CMake into $VENV"
+  find_cmake
+  SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+  cmake_install "$ROOT/interfaces/vision_msgs" "$STATE/build-vision_msgs" "${SITE#"$VENV"/}"
+  mark_done vision_msgs "$H_VISION"
+fi
 
 STEP="interfaces"
 if ! step_done interfaces "$H_IFACE" || ! generated_present; then
   log "building interfaces (msg/, srv/) with CMake into $VENV"
   GEN="$STATE/python"   # where CMake installs the Python side (not on sys.path)
   rm -rf "$GEN"
-  # CMake >= 3.20 (rosidl needs it); take it from PyPI when the system has none.
-  CMAKE=cmake
-  if ! command -v cmake >/dev/null || ! cmake --version | head -n1 | awk '{split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 20))}'; then
-    [[ -x "$VENV/bin/cmake" ]] || { log "no CMake >= 3.20 on PATH: installing it from PyPI into the venv"; "${PIP[@]}" "cmake>=3.22,<4"; }
-    CMAKE="$VENV/bin/cmake"
-  fi
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  if [[ -f "$BUILD/CMakeCache.txt" ]] && ! grep -q "CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}\$" "$BUILD/CMakeCache.txt"; then
-    rm -rf "$BUILD"
-  fi
-  export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-  "$CMAKE" -S "$ROOT" -B "$BUILD" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_INSTALL_PREFIX="$VENV" \
-    -DPython3_EXECUTABLE="$PY" \
-    -DPYTHON_INSTALL_DIR=".ros_pgpt/python" \
-    -DBUILD_TESTING=OFF > "$STATE/cmake-configure.log" 2>&1 \
-    || { tail -n 40 "$STATE/cmake-configure.log" >&2; die "cmake configure failed (full log: $STATE/cmake-configure.log)"; }
-  "$CMAKE" --build "$BUILD" -j "$(nproc)" > "$STATE/cmake-build.log" 2>&1 \
-    || { tail -n 40 "$STATE/cmake-build.log" >&2; die "cmake build failed (full log: $STATE/cmake-build.log)"; }
-  "$CMAKE" --install "$BUILD" > "$STATE/cmake-install.log" 2>&1 \
-    || { tail -n 40 "$STATE/cmake-install.log" >&2; die "cmake install failed (full log: $STATE/cmake-install.log)"; }
+  find_cmake
+  cmake_install "$ROOT" "$BUILD" ".ros_pgpt/python"
   # The generated Python (msg/, srv/ and the C extension modules) goes next to
   # the hand-written modules in the source tree (gitignored), which the
   # editable install below puts on sys.path: ONE importable package.
@@ -233,7 +257,7 @@ if ! step_done interfaces "$H_IFACE" || ! generated_present; then
   mark_done interfaces "$H_IFACE"
 fi
 
-# ---------------------------------------------------------------- 7. package
+# ---------------------------------------------------------------- 8. package
 STEP="package"
 if ! step_done package "$H_PKG"; then
   log "installing ros_pgpt (editable) and the ros-pgpt command"
@@ -241,13 +265,15 @@ if ! step_done package "$H_PKG"; then
   mark_done package "$H_PKG"
 fi
 
-# ---------------------------------------------------------------- 8. verify
+# ---------------------------------------------------------------- 9. verify
 STEP="verify"
 (cd / && "$PY" - <<'EOF') || die "the installed environment does not import (see above)"
 import rclpy  # noqa: F401
 import torch  # noqa: F401
 from rclpy.serialization import serialize_message, deserialize_message
 from ros_pgpt.msg import GroundedObject, GroundedObjectArray  # noqa: F401
+from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: F401
+from visualization_msgs.msg import MarkerArray  # noqa: F401
 from ros_pgpt.srv import Query
 import ros_pgpt.cli  # noqa: F401
 req = Query.Request(prompt='check', masks=True)
@@ -255,7 +281,7 @@ assert deserialize_message(serialize_message(req), Query.Request).prompt == 'che
 EOF
 [[ -x "$VENV/bin/ros-pgpt" ]] || die "$VENV/bin/ros-pgpt was not installed"
 
-# ---------------------------------------------------------------- 9. export
+# ---------------------------------------------------------------- 10. export
 # The node, the demo and the Python API pick the fastest backend ("auto"); on a
 # CPU that is ONNX Runtime int8, which needs this export (they would otherwise
 # make it on first start).

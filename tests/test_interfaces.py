@@ -18,6 +18,8 @@ EXPECTED = {
         'phrase': 'string', 'score': 'float', 'x_min': 'float', 'y_min': 'float',
         'x_max': 'float', 'y_max': 'float', 'mask': 'sensor_msgs/Image',
         'prompt': 'string', 'track_id': 'uint32', 'mask_x_offset': 'uint32', 'mask_y_offset': 'uint32',
+        'depth_status': 'uint8', 'depth_valid_fraction': 'float', 'depth': 'float',
+        'centroid': 'geometry_msgs/Point', 'extent': 'geometry_msgs/Vector3', 'extent_center': 'geometry_msgs/Point',
     },
     GroundedObjectArray: {
         'header': 'std_msgs/Header', 'prompt': 'string', 'answer': 'string',
@@ -28,6 +30,7 @@ EXPECTED = {
     Query.Request: {
         'prompt': 'string', 'boxes': 'sequence<float>', 'image': 'sensor_msgs/Image', 'visual_tokens': 'uint16',
         'masks': 'boolean', 'full_frame_masks': 'boolean',
+        'depth': 'sensor_msgs/Image', 'camera_info': 'sensor_msgs/CameraInfo',
     },
     Query.Response: {
         'success': 'boolean', 'message': 'string', 'result': 'ros_pgpt/GroundedObjectArray',
@@ -55,14 +58,15 @@ def _field_lines(path):
     return pairs
 
 
-@pytest.mark.parametrize('name', ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv', 'srv/SetPrompts.srv'])
+@pytest.mark.parametrize('name', ['msg/GroundedObject.msg', 'msg/GroundedObjectArray.msg', 'srv/Query.srv',
+                                  'srv/SetPrompts.srv',
+                                  *(f'interfaces/vision_msgs/msg/{n}.msg' for n in ('Detection2D', 'Detection3D',
+                                                                                  'ObjectHypothesis'))])
 def test_every_field_is_documented(name):
     pairs = _field_lines(REPO_ROOT / name)
     assert pairs, f'{name} has no fields'
     for field, prev in pairs:
-        # a field (type name) or a constant (type NAME=value)
-        assert re.match(r'^[A-Za-z_/\[\]0-9]+ ([a-z_0-9]+|[A-Z_0-9]+=[0-9]+)$', field), \
-            f'{name}: unexpected line {field!r}'
+        assert re.match(r'^[A-Za-z_/\[\]0-9]+ ([a-z_0-9]+|[A-Z_0-9]+=\S+)$', field), f'{name}: unexpected line {field!r}'
         assert prev.startswith('#'), f'{name}: field {field!r} has no comment line above it'
 
 
@@ -140,6 +144,68 @@ def test_defaults_mean_what_the_docs_say():
     assert req.image.width == 0 and len(req.image.data) == 0  # empty image = latest camera frame
     obj = GroundedObject()
     assert obj.mask.width == 0 and obj.mask.encoding == ''
+
+
+def test_depth_status_constants_match_the_geometry_module():
+    from ros_pgpt import depth
+
+    for name in ('DEPTH_NONE', 'DEPTH_OK', 'DEPTH_MISSING', 'DEPTH_SPARSE'):
+        assert getattr(GroundedObject, name) == getattr(depth, name)
+    assert GroundedObject().depth_status == GroundedObject.DEPTH_NONE
+
+
+# RIHS01 type hashes of ros-perception/vision_msgs 4.1.1, computed by rosidl from the upstream .msg files.
+# The package built from interfaces/vision_msgs must produce exactly these, or its messages would not
+# match real vision_msgs nodes over the wire.
+VISION_MSGS_HASHES = {
+    'BoundingBox2D': '008eacbb0cf8f26e83795547bed013eec3675485ef386ec056d80eaaf1c1ce2f',
+    'BoundingBox2DArray': '2464e82838009386d371b523211c21c91d74d313fcdd6788223c531d621cf691',
+    'BoundingBox3D': 'bbb73a65c163d7f9bb29009c7bde9f7faa576bd2d23299c4511d19230dab4698',
+    'BoundingBox3DArray': 'a81938db9576b10c2eecd7c5a5da3eac496efd00221b25ed051dfbc81fb56da6',
+    'Classification': 'f74db28d0eaef3afb78f48bf2161cd709a1383a0309d3454383b25be11345143',
+    'Detection2D': '0d12b69df5c593b3455b7346fac8205437a7d4bcb09b9e0e0b2dde787ded38ea',
+    'Detection2DArray': '214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968',
+    'Detection3D': 'ddd703be132ab0b69d33121f1bb034132bfbb3b0ac5f9fb1516005ba1c8a265b',
+    'Detection3DArray': '793f5eab9595ac1c0da07873cc859db42eae51f0ee76056db8562515d830e018',
+    'LabelInfo': '3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783',
+    'ObjectHypothesis': '51da43cec11c01957a64d1e05a24acd18aae7745ec30b74348ad5f6d634f7f90',
+    'ObjectHypothesisWithPose': '41c12344c0396c48b81df12467c192d99b2a0eb1463c5c37194e4223251c80bc',
+    'Point2D': 'eab0e83f44ab4de92ceaf76dd7d0e7638f2bdd1d16ffbe16c7a136c48e407247',
+    'Pose2D': 'b0b5d1d7b4c20dd4fcde3ed1d4b289a919290572007d67a97043814db25d3648',
+    'VisionClass': '1e4a11f0fed50b5623cb8ff26ca0e37952a48a9c074d16f804b44e9164c2037a',
+    'VisionInfo': '95d3116a17484ad91c9a2686e1d54890bbfc3ff6c6a2de137738c4950d45d284',
+}
+
+
+def test_vision_msgs_type_hashes_are_the_real_packages():
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    # the venv route installs into sys.prefix without setting AMENT_PREFIX_PATH; a ROS install sets it
+    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]
+    share = next(Path(p) / 'share' / 'vision_msgs' / 'msg' for p in prefixes
+                 if (Path(p) / 'share' / 'vision_msgs' / 'msg').is_dir())
+    got = {path.stem: json.loads(path.read_text())['type_hashes'][0]['hash_string']
+           for path in share.glob('*.json')}
+    assert got == {name: f'RIHS01_{digest}' for name, digest in VISION_MSGS_HASHES.items()}
+
+
+def test_vision_msgs_fields_and_round_trip():
+    from vision_msgs.msg import Detection2D, Detection2DArray, Detection3DArray
+
+    assert Detection2DArray.get_fields_and_field_types() == {
+        'header': 'std_msgs/Header', 'detections': 'sequence<vision_msgs/Detection2D>'}
+    assert Detection2D.get_fields_and_field_types() == {
+        'header': 'std_msgs/Header', 'results': 'sequence<vision_msgs/ObjectHypothesisWithPose>',
+        'bbox': 'vision_msgs/BoundingBox2D', 'id': 'string'}
+    det = Detection2D(id='7')
+    det.bbox.center.position.x, det.bbox.size_y = 12.5, 40.0
+    array = Detection2DArray(detections=[det])
+    array.header.frame_id = 'camera_color_optical_frame'
+    assert deserialize_message(serialize_message(array), Detection2DArray) == array
+    assert Detection3DArray.get_fields_and_field_types()['detections'] == 'sequence<vision_msgs/Detection3D>'
 
 
 def test_field_types_are_enforced_when_checking_is_on():

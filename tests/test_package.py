@@ -23,7 +23,23 @@ def test_package_xml_is_valid_format_3():
     assert {'ament_cmake', 'ament_cmake_python', 'rosidl_default_generators'} <= buildtool
     exec_deps = {d.name for d in pkg.exec_depends + pkg.run_depends}
     assert {'rclpy', 'sensor_msgs', 'std_msgs', 'builtin_interfaces', 'std_srvs',
-            'rosidl_default_runtime'} <= exec_deps
+            'rosidl_default_runtime', 'geometry_msgs', 'vision_msgs', 'visualization_msgs'} <= exec_deps
+    build_deps = {d.name for d in pkg.build_depends}
+    assert {'geometry_msgs', 'vision_msgs', 'visualization_msgs'} <= build_deps  # CMakeLists.txt finds them
+
+
+def test_vision_msgs_package_lists_every_message():
+    """interfaces/vision_msgs: the venv route's vision_msgs (no wheel), a valid package building all 16 messages."""
+    from catkin_pkg.package import parse_package
+    root = REPO_ROOT / 'interfaces' / 'vision_msgs'
+    pkg = parse_package(str(root / 'package.xml'))
+    assert (pkg.name, pkg.version) == ('vision_msgs', '4.1.1')
+    assert {'std_msgs', 'geometry_msgs'} <= {d.name for d in pkg.build_depends}
+    cmake = (root / 'CMakeLists.txt').read_text()
+    messages = sorted(p.name for p in (root / 'msg').glob('*.msg'))
+    assert len(messages) == 16
+    for name in messages:
+        assert f'"msg/{name}"' in cmake
 
 
 def test_setup_py_version_matches():

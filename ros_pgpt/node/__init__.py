@@ -20,8 +20,11 @@ USAGE = """usage: ros-pgpt node [--ros-args [-p NAME:=VALUE ...] [--params-file 
 Starts the ros_pgpt perception node (default name "ros_pgpt"): services ~/query
 (ros_pgpt/srv/Query) and ~/set_prompts (ros_pgpt/srv/SetPrompts), topics
 ~/detections (ros_pgpt/msg/GroundedObjectArray), ~/overlay (sensor_msgs/Image),
-~/prompts (std_msgs/String in: the standing prompts, one per line), camera
-input "image" or "image/compressed" (remap, e.g. -r image:=/camera/image_raw).
+~/detections_2d and ~/detections_3d (vision_msgs/Detection2DArray,
+Detection3DArray), ~/markers (visualization_msgs/MarkerArray), ~/prompts
+(std_msgs/String in: the standing prompts, one per line), camera input "image"
+or "image/compressed" (remap, e.g. -r image:=/camera/image_raw), depth input
+from the depth_topic parameter (e.g. -p depth_topic:=/camera/aligned_depth_to_color/image_raw).
 
 parameters:
 """

@@ -3,7 +3,8 @@
 Two classes of parameters:
 
 * **load-time** (``checkpoint``, ``backend``, ``input``, ``qos_reliability``,
-  ``qos_depth``, ``queue_size``, ``autostart``): used at configure/activate;
+  ``qos_depth``, ``queue_size``, ``autostart``, the thresholds the model is
+  loaded with, and the depth topics and their QoS): used at configure/activate;
   changing them is refused while the node is configured (deactivate + cleanup
   first, then configure again);
 * **run-time** (everything else): validated on change and used from the
@@ -84,6 +85,22 @@ PARAMS = (
           'this many runs gets its id back)', 'int', 0, 100, 1),
     Param('fault_log_period', 5.0, 'seconds between two log lines of the same kind of bad input '
           '(throttling)', 'double', 0.0, 3600.0),
+    # 3D from depth (ros_pgpt/node/outputs.py, ros_pgpt/depth.py)
+    Param('depth_topic', '', 'depth image registered to the camera (sensor_msgs/Image 16UC1 millimetres or '
+          '32FC1 metres), paired with camera frames by stamp; empty = no depth subscription', 'string',
+          load_time=True),
+    Param('camera_info_topic', '', 'sensor_msgs/CameraInfo of the depth (or colour) camera; empty = '
+          '"camera_info" beside depth_topic (image_transport\'s convention)', 'string', load_time=True),
+    Param('depth_qos_reliability', 'reliable', 'depth and camera_info subscription reliability', 'string',
+          load_time=True, choices=RELIABILITIES),
+    Param('depth_qos_depth', 5, 'depth and camera_info subscription queue depth', 'int', 1, 100, 1,
+          load_time=True),
+    Param('depth_sync_tolerance', 0.02, 'largest |depth stamp - frame stamp| in seconds for a depth image to '
+          'pair with a camera frame', 'double', 0.0, 10.0),
+    Param('min_depth_valid_fraction', 0.2, 'objects with fewer mask pixels holding a depth reading are flagged '
+          'DEPTH_SPARSE', 'double', 0.0, 1.0),
+    Param('extent_percentile', 5.0, 'the 3D extent spans this percentile to 100 minus it of the object\'s '
+          'points on each axis', 'double', 0.0, 49.0),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 

@@ -2,8 +2,10 @@
 
     configure   load the model (parameters checkpoint, backend), create the
                 inference worker, the ~/query service and the ~/detections
-                and ~/overlay publishers
-    activate    subscribe to the camera ("image" or "image/compressed")
+                and ~/overlay publishers (and those of node/outputs.py:
+                ~/detections_2d, ~/detections_3d, ~/markers)
+    activate    subscribe to the camera ("image" or "image/compressed"), and
+                to depth + camera_info when depth_topic is set
     deactivate  unsubscribe; queries are answered "not active"
     cleanup     drop the model
 
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 from rclpy.task import Future
 
 from ros_pgpt import ros_io
+from ros_pgpt.depth import DepthError
 from ros_pgpt.node import params as P
 from ros_pgpt.node.prompt_control import PromptControl
+from ros_pgpt.node.outputs import NodeOutputs
 from ros_pgpt.node.worker import Busy, InferenceWorker
 from ros_pgpt.tracking import Observation, Tracker
 
@@ -91,6 +95,7 @@ class PerceptionNode(_BaseNode):
         self._predictor = None
         self._worker = None
         self._sub = self._srv = self._det_pub = self._overlay_pub = None
+        self._outputs: NodeOutputs | None = None
         self._frame: Frame | None = None
         self._frame_lock = threading.Lock()
         self._frames_received = 0
@@ -184,6 +189,7 @@ class PerceptionNode(_BaseNode):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._det_pub = self.create_publisher(GroundedObjectArray, '~/detections', reliable)
         self._overlay_pub = self.create_publisher(Image, '~/overlay', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self._outputs = NodeOutputs(self)
         # Every request is taken and answered (busy at once when the worker's queue is full), so the
         # middleware's request queue only has to hold a burst; its default depth (10) dropped requests.
         self._srv = self.create_service(Query, '~/query', self._on_query, callback_group=self._reentrant,
@@ -209,11 +215,12 @@ class PerceptionNode(_BaseNode):
         self._sub = self.create_subscription(
             CompressedImage if compressed else Image, 'image/compressed' if compressed else 'image',
             lambda msg: self._on_image(msg, compressed), qos, callback_group=self._reentrant)
+        depth = self._outputs.subscribe()
         self._active = True
         self.get_logger().info(
             f'ready: serving {self.resolve_service_name("~/query")}; camera {self._sub.topic_name} '
             f'({"CompressedImage" if compressed else "Image"}, {self._p("qos_reliability")}, depth '
-            f'{self._p("qos_depth")}); detections on {self._det_pub.topic_name}')
+            f'{self._p("qos_depth")}); {depth}; detections on {self._det_pub.topic_name}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state):
@@ -223,6 +230,7 @@ class PerceptionNode(_BaseNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        self._outputs.unsubscribe()
         with self._frame_lock:  # a frame from before deactivation must not answer "stale" after activation
             self._frame = None
         self.get_logger().info('deactivated: camera unsubscribed, queries answered "not active"')
@@ -250,6 +258,9 @@ class PerceptionNode(_BaseNode):
             if getattr(self, attr) is not None:
                 destroy(getattr(self, attr))
                 setattr(self, attr, None)
+        if self._outputs is not None:
+            self._outputs.destroy()
+            self._outputs = None
         self._predictor = None
         self._configured = False
 
@@ -327,8 +338,8 @@ class PerceptionNode(_BaseNode):
 
     # ------------------------------------------------------------------ standing prompts
     def _run_standing(self, frame: Frame):
-        predictor = self._predictor
-        if predictor is None or not self._active:
+        predictor, outputs = self._predictor, self._outputs  # teardown may drop them meanwhile
+        if predictor is None or outputs is None or not self._active:
             return
         try:
             rgb = self._frame_rgb(frame)
@@ -337,6 +348,7 @@ class PerceptionNode(_BaseNode):
             return
         masks, threshold = self._p('masks'), self._p('score_threshold')
         tokens = self._p('visual_tokens') or None
+        depth = outputs.depth_for_frame(frame.header, rgb.shape[1::-1])
         prompts = list(self._p('standing_prompts'))
         if not prompts:  # cleared after this run was queued
             return
@@ -344,18 +356,21 @@ class PerceptionNode(_BaseNode):
         t0 = time.perf_counter()
         for prompt in prompts:
             try:
-                result = predictor.ground(rgb, prompt, visual_tokens=tokens, masks=masks, key=frame.key)
+                # 3D needs the masks, whether or not they are sent
+                result = predictor.ground(rgb, prompt, visual_tokens=tokens, masks=masks or depth is not None,
+                                          key=frame.key)
             except ValueError as exc:
                 self._fault('standing', f'standing prompt {prompt!r}: {exc}')
                 continue
-            results.append(ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks,
-                                                full_frame_masks=self._p('full_frame_masks')))
+            msg = ros_io.result_to_msg(result, frame.header, score_threshold=threshold, masks=masks,
+                                       full_frame_masks=self._p('full_frame_masks'))
+            outputs.add_3d(msg, result, depth)
+            results.append(msg)
         if self._p('tracking'):
             self._track(prompts, results)
         msg = ros_io.standing_msg(results, frame.header)
         msg.total_ms = float((time.perf_counter() - t0) * 1e3)
-        if self._det_pub is not None:
-            self._det_pub.publish(msg)
+        self._publish(msg, depth)
         if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
             image = ros_io.draw_overlay(rgb, ros_io.detections_from_msg(msg), title=' | '.join(prompts))
             self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', frame.header))
@@ -369,6 +384,13 @@ class PerceptionNode(_BaseNode):
                                         (o.mask_x_offset, o.mask_y_offset)) for o in result.objects]
             for obj, track_id in zip(result.objects, self._tracker.update(result.prompt, observations)):
                 obj.track_id = track_id
+
+    def _publish(self, msg, depth):
+        """A result on ~/detections and, to whoever subscribes, as vision_msgs and markers."""
+        if self._det_pub is not None:
+            self._det_pub.publish(msg)
+        if self._outputs is not None:
+            self._outputs.publish(msg, depth)
 
     # ------------------------------------------------------------------ the service
     async def _on_query(self, request, response):
@@ -427,8 +449,8 @@ class PerceptionNode(_BaseNode):
     def _run_query(self, request, source, tokens: int, boxes, t0: float):
         from ros_pgpt.srv import Query
 
-        predictor = self._predictor
-        if predictor is None:
+        predictor, outputs = self._predictor, self._outputs  # teardown may drop them meanwhile
+        if predictor is None or outputs is None:
             return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
         tc = time.perf_counter()
         try:
@@ -438,12 +460,16 @@ class PerceptionNode(_BaseNode):
             else:
                 where, key, header = 'request image', ros_io.image_key(source), source.header
                 rgb = ros_io.image_msg_to_rgb(source, self._p('max_image_pixels'))
+            depth = outputs.depth_for_query(request, header, rgb.shape[1::-1])
         except ros_io.ImageError as exc:
             return self._fault(exc.kind, f'{where}: {exc}')
+        except DepthError as exc:
+            return self._fault('depth', str(exc))
         convert_ms = (time.perf_counter() - tc) * 1e3
         try:
-            result = predictor.ground(rgb, request.prompt, visual_tokens=tokens, masks=request.masks, boxes=boxes,
-                                      key=key)
+            # 3D needs the masks, whether or not they are sent
+            result = predictor.ground(rgb, request.prompt, visual_tokens=tokens,
+                                      masks=request.masks or depth is not None, boxes=boxes, key=key)
         except ValueError as exc:
             return self._fault('model_input', str(exc))
         except Exception as exc:  # noqa: BLE001 - keep serving; report it
@@ -454,10 +480,10 @@ class PerceptionNode(_BaseNode):
         msg = ros_io.result_to_msg(result, header, score_threshold=threshold, masks=request.masks,
                                    full_frame_masks=request.full_frame_masks or self._p('full_frame_masks'),
                                    extra_ms={'preprocess': convert_ms})
+        outputs.add_3d(msg, result, depth)
         msg.postprocess_ms = float(msg.postprocess_ms + (time.perf_counter() - tp) * 1e3)
         msg.total_ms = float((time.perf_counter() - t0) * 1e3)
-        if self._det_pub is not None:
-            self._det_pub.publish(msg)
+        self._publish(msg, depth)
         if self._overlay_pub is not None and self._overlay_pub.get_subscription_count() > 0:
             image = ros_io.draw_overlay(rgb, ros_io.detections_from_result(result, threshold), title=request.prompt)
             self._overlay_pub.publish(ros_io.rgb_to_image_msg(image, 'rgb8', header))
