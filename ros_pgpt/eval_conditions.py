@@ -71,7 +71,7 @@ EVAL_SYNONYMS: dict[str, tuple[str, ...]] = {
     "circle": ("disc", "ball"), "square": ("box", "block"), "triangle": ("wedge",), "star": ("pentagram",),
     "small": ("tiny", "little"), "large": ("big", "huge"),
 }
-_PLURAL_SYNONYMS = {"disc": "discs", "ball": "balls", "box": "boxes", "block": "blocks", "wedge": "wedges",
+PLURAL_SYNONYMS = {"disc": "discs", "ball": "balls", "box": "boxes", "block": "blocks", "wedge": "wedges",
                     "pentagram": "pentagrams"}
 
 
@@ -87,7 +87,7 @@ def held_out_synonyms(prompt: str, rng: np.random.Generator) -> str | None:
         base = core[:-1] if plural else core
         if base in EVAL_SYNONYMS:
             synonym = str(rng.choice(EVAL_SYNONYMS[base]))
-            words[index] = (_PLURAL_SYNONYMS[synonym] if plural else synonym) + tail
+            words[index] = (PLURAL_SYNONYMS[synonym] if plural else synonym) + tail
             replaced += 1
     return " ".join(words) if replaced else None
 

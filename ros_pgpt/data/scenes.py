@@ -744,8 +744,10 @@ class _QueryContext:
         return [i for i, a in enumerate(self.attrs) if i not in exclude and _match(desc, a)]
 
     def usable(self, desc) -> bool:
-        """Whether a description may be used: it fits no distractor (by colour and shape, whatever the
-        size) and, when it has a size word, no object between the size bands."""
+        """Whether a description may be used: its size (if any) is a size word, and it fits no distractor
+        (by colour and shape, whatever the size) and, when it has a size word, no object between the bands."""
+        if desc[0] is not None and desc[0] not in SIZES:
+            return False
         return not any((always or desc[0] is not None) and _match((None, desc[1], desc[2]), (None, colour, shape))
                        for colour, shape, always in self.blockers)
 
