@@ -46,22 +46,26 @@ def user_wording(prompt: str, rng: np.random.Generator) -> str | None:
         return None
     changes = ["order", "contraction", "article", "polite", "case", "punctuation"]
     chosen = set(rng.choice(changes, size=int(rng.integers(1, 4)), replace=False))
-    text = prompt
+    text, mark = prompt.removesuffix("?"), "?" if prompt.endswith("?") else ""
     if "order" in chosen:  # "the red circle" -> "the circle that is red" (the phrase ends the prompt)
-        text = re.sub(rf"\bthe ((?:(?:{_COLOUR_OR_SIZE}) )+)({_NOUNS})(\??)$",
-                      lambda m: f"the {m[2]} that is {m[1].strip()}{m[3]}", text)
+        text = re.sub(rf"\bthe ((?:(?:{_COLOUR_OR_SIZE}) )+)({_NOUNS})$",
+                      lambda m: f"the {m[2]} that is {' and '.join(m[1].split())}", text)
     if "contraction" in chosen:
         text = text.replace("where is ", "where's ").replace("can you find ", "can u find ")
     if "article" in chosen:
         text = re.sub(r"\bthe ", "", text)
     if "polite" in chosen:
-        text = str(rng.choice(["please {}", "{} please", "{}, please", "could you {}", "i'm looking for {}",
-                               "hey, {}"])).format(text)
+        fillers = ["please {}", "{} please", "{}, please", "hey, {}"]
+        if re.match(r"(find|locate|show|point|segment) ", text):
+            fillers.append("could you {}")
+        elif not text.startswith(("where", "can ")):
+            fillers.append("i'm looking for {}")
+        text = str(rng.choice(fillers)).format(text)
     if "case" in chosen:
         text = str(rng.choice([text.capitalize(), text.upper(), text.title()]))
     if "punctuation" in chosen:
-        text = text.rstrip("?") + str(rng.choice(["?", ".", "!", " ?", "??", ""]))
-    return text
+        mark = str(rng.choice(["?", ".", "!", " ?", "??", ""] if mark else [".", "!", "?", ""]))
+    return text + mark
 
 
 #: Words the evaluation holds out: none may appear in training prompts. Plurals follow the nouns.
