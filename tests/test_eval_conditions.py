@@ -98,3 +98,18 @@ def test_eval_conditions_end_to_end_on_the_shipped_checkpoint(tmp_path, capsys):
     table = capsys.readouterr().out
     assert table == conditions_table(report["conditions"]) + "\n"
     assert "| clutter:" in table and "unknown" in table
+
+
+def test_the_conditions_training_config_never_draws_held_out_photographs_or_resolutions():
+    from ros_helpers import REPO_ROOT
+
+    from ros_pgpt.config import load_config
+    from ros_pgpt.train import scene_generator
+
+    _, train_config = load_config(REPO_ROOT / "configs" / "conditions.yaml")
+    mix = scene_generator(train_config)
+    evaluated = next(c for c in CONDITIONS if c.name == "resolutions").scenes["resolutions"]
+    for generator in mix.generators:
+        assert not set(generator.photos) & set(HELD_OUT_PHOTOS)
+        assert not set(generator.resolutions) & set(evaluated)
+    assert any(g.photo_backgrounds for g in mix.generators) and any(g.distractors for g in mix.generators)
