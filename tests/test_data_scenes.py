@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_pgpt.data import COLOURS, SHAPES, SIZES, Query, Scene, SceneGenerator, SceneObject
+from ros_pgpt.data import COLOURS, SHAPES, SIZES, Query, Scene, SceneGenerator, SceneMix, SceneObject
 from ros_pgpt.data import scenes as S
+from ros_pgpt.data.camera import HELD_OUT_PHOTOS, PHOTO_FILES, TRAIN_PHOTOS, photo
 
 N_SAMPLES = 200
 KINDS = ("single", "plural", "absent", "describe", "relation_box")
@@ -433,9 +434,6 @@ def test_phrasing_doc_lists_vocabulary_and_templates():
 
 
 # --------------------------------------------------------------------------- camera conditions
-
-from ros_pgpt.data import SceneMix  # noqa: E402
-from ros_pgpt.data.camera import HELD_OUT_PHOTOS, PHOTO_FILES, TRAIN_PHOTOS, photo  # noqa: E402
 
 #: sha256 of the default generator's objects, masks and queries on five seeds, taken from the generator
 #: before the camera conditions existed (test_default_scenes_match_their_recorded_fingerprint)
