@@ -100,8 +100,10 @@ def image_tensor(image: np.ndarray, letterbox: Letterbox) -> torch.Tensor:
 
 
 def object_attribute_ids(obj) -> tuple[int, int, int]:
-    """(colour, shape, size) class ids of a scene object; 0 is left for "no object"."""
-    return (COLOUR_NAMES.index(obj.colour) + 1, SHAPES.index(obj.shape) + 1, SIZES.index(obj.size) + 1)
+    """(colour, shape, size) class ids of a scene object; 0 is left for "no object", and a size between
+    the bands (no size word names it) is -100, ignored by the losses."""
+    size = SIZES.index(obj.size) + 1 if obj.size in SIZES else -100
+    return (COLOUR_NAMES.index(obj.colour) + 1, SHAPES.index(obj.shape) + 1, size)
 
 
 def superlative_labels(scene) -> np.ndarray:

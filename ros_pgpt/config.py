@@ -121,6 +121,14 @@ class TrainConfig:
     # Probability that a plural prompt describes several objects whenever the scene
     # allows it (SceneGenerator.plural_several); held-out splits keep the plain draw.
     plural_several: float = 0.0
+    # A mix of scene conditions (empty: the plain generator): each entry has a ``weight`` and
+    # SceneGenerator options (photo_backgrounds, camera_effects, occlusion, truncation, distractors,
+    # whole_size_range, min_objects, max_objects, ...); every scene draws one entry by weight from its
+    # seed. Entries inherit ``resolutions`` and ``plural_several`` from above unless they set them.
+    scene_mix: list[dict] = field(default_factory=list)
+    # Start from this checkpoint's weights, tokenizer and model config (the file's model section is
+    # then not used) instead of a new model; --resume still continues from --out.
+    init_from: str = ""
     # What trains: vision encoder frozen or not; LLM "full", "lora" (needs
     # model.lora_rank > 0) or "frozen". Projector and perception heads always train.
     train_vision: bool = False

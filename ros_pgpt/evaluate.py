@@ -9,6 +9,10 @@ draws from:
 - ``plural_f1``: F1 of boxes at IoU >= 0.5 on "all the ..." prompts (micro);
 - ``absent_acc``: prompts about absent objects answered with no objects;
 - ``describe_acc``: "what is in <box>?" answered with the exact attributes.
+
+``--conditions`` evaluates per condition instead (photographs, occlusion,
+clutter, camera effects, resolutions, sizes, wording, synonyms, unknown
+concepts): ``ros_pgpt/eval_conditions.py``.
 """
 
 from __future__ import annotations
@@ -142,30 +146,59 @@ def add_held_out_arguments(parser: argparse.ArgumentParser, *, samples: int) -> 
 
 
 def predictor_from_arguments(args: argparse.Namespace):
-    """(checkpoint directory, Predictor) for the arguments of ``add_held_out_arguments``."""
+    """(checkpoint directory, Predictor) for the arguments of ``add_held_out_arguments`` (and ``--backend``
+    where the command has it: PyTorch unless it names another)."""
     from .checkpoints import default_checkpoint
     from .predictor import Predictor
 
     directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     options = {name: value for name in ("match_threshold", "next_object_threshold", "first_object_threshold")
                if (value := getattr(args, name)) is not None}
+    backend = getattr(args, "backend", "pytorch")
+    if backend != "pytorch":
+        from .runtime import create_predictor
+
+        return directory, create_predictor(directory, backend=backend, **options)
     return directory, Predictor.from_checkpoint(directory, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .eval_conditions import CONDITION_NAMES
+
     parser = argparse.ArgumentParser(prog="ros-pgpt eval", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser, samples=300)
-    parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M)")
+    parser.set_defaults(samples=None)
+    parser.add_argument("--tokens", default=None, help="comma-separated visual-token counts (default: M/4,M/2,M; "
+                                                       "with --conditions: M)")
+    parser.add_argument("--conditions", nargs="?", const="all", default=None, metavar="NAMES",
+                        help="evaluate per condition, each on its own held-out scenes (default --samples 40 each): "
+                             f"comma-separated names from {', '.join(CONDITION_NAMES)}, or all")
+    parser.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch",
+                        help="what runs the model (default pytorch fp32; onnxruntime: its default precision)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="write the report as JSON (to FILE, or stdout)")
     args = parser.parse_args(argv)
     from .build import checkpoint_metadata
 
+    if args.samples is None:
+        args.samples = 40 if args.conditions else 300
     directory, predictor = predictor_from_arguments(args)
     maximum = predictor.max_visual_tokens
     counts = [int(t) for t in args.tokens.split(",")] if args.tokens else sorted({maximum // 4, maximum // 2, maximum})
     started = time.perf_counter()
-    results = evaluate_predictor(predictor, samples=args.samples, token_counts=counts, seed=args.seed)
+    if args.conditions:
+        from .eval_conditions import conditions_table, evaluate_conditions
+
+        names = CONDITION_NAMES if args.conditions == "all" else tuple(args.conditions.split(","))
+        counts = counts if args.tokens else [maximum]
+        if len(counts) != 1:
+            parser.error("--conditions evaluates at one visual-token count: give --tokens N")
+        progress = None if args.json == "-" else (
+            lambda name, metrics: print(f"{name}: {json.dumps(metrics)}", file=sys.stderr, flush=True))
+        results = evaluate_conditions(predictor, names, samples=args.samples, visual_tokens=counts[0],
+                                      seed=args.seed, progress=progress)
+    else:
+        results = evaluate_predictor(predictor, samples=args.samples, token_counts=counts, seed=args.seed)
     metadata = checkpoint_metadata(directory)
     matching = predictor.engine.has_match_head
     report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
@@ -175,12 +208,18 @@ def main(argv: list[str] | None = None) -> int:
               "max_visual_tokens": maximum, "train_steps": metadata.get("step"),
               "train_wall_s": metadata.get("train_wall_s"), "eval_wall_s": round(time.perf_counter() - started, 1),
               "results": results}
+    if args.conditions:
+        report |= {"backend": predictor.backend.get("backend", args.backend), "visual_tokens": counts[0],
+                   "conditions": report.pop("results")}
     text = json.dumps(report, indent=2)
     if args.json == "-":
         print(text)
     else:
         if args.json:
             Path(args.json).write_text(text + "\n")
+        if args.conditions:
+            print(conditions_table(results))
+            return 0
         for count, metrics in results.items():
             print(f"tokens={count:>3}  " + "  ".join(f"{k}={v}" for k, v in metrics.items() if k != "counts"))
     return 0

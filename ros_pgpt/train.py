@@ -35,9 +35,20 @@ SEED_STRIDE = 1_000_003  # spacing between runs' seed streams (a prime)
 
 
 def scene_generator(train: TrainConfig):
-    from .data import SceneGenerator
+    """The config's scenes: the plain generator, or a SceneMix of its ``scene_mix`` entries."""
+    from .data import SceneGenerator, SceneMix
 
-    return SceneGenerator(resolutions=[tuple(r) for r in train.resolutions], plural_several=train.plural_several)
+    base = {"resolutions": [tuple(r) for r in train.resolutions], "plural_several": train.plural_several}
+    if not train.scene_mix:
+        return SceneGenerator(**base)
+    parts = []
+    for entry in train.scene_mix:
+        options = dict(entry)
+        weight = options.pop("weight")
+        if "resolutions" in options:
+            options["resolutions"] = [tuple(r) for r in options["resolutions"]]
+        parts.append((weight, SceneGenerator(**(base | options))))
+    return SceneMix(parts)
 
 
 def step_items(generator, train: TrainConfig, step: int, rank: int):
@@ -200,6 +211,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     if resuming:
         model_config = read_model_config(out_dir)
         model = load_model(out_dir)
+    elif train_config.init_from:
+        model_config = read_model_config(Path(train_config.init_from))
+        model = load_model(train_config.init_from)
     else:
         model = new_model(model_config, train_config)
     model.to(device)
@@ -302,11 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="override train.time_budget_s (0: none, the run takes all its steps)")
     parser.add_argument("--stop-after", type=int, help="checkpoint and stop after N steps (continue with --resume)")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="override train.init_from: start from this checkpoint's weights, tokenizer and model "
+                             "config instead of a new model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     model_config, train_config = load_config(args.config)
     if args.steps:
         train_config.steps = args.steps
+    if args.init:
+        train_config.init_from = args.init
+    if train_config.init_from and not (Path(train_config.init_from) / WEIGHTS_FILE).is_file():
+        parser.error(f"no checkpoint to start from in {train_config.init_from}")
     if args.time_budget is not None:
         if args.time_budget < 0:
             parser.error("--time-budget must be >= 0")

@@ -1,6 +1,6 @@
 """Where a training step's time goes: ``ros-pgpt train-bench --config configs/default.yaml --json``.
 
-Builds a fresh model from the config (or takes ``--checkpoint``'s trained weights,
+Builds a fresh model from the config (or takes ``--checkpoint``'s or ``train.init_from``'s trained weights,
 whose sharper softmaxes give denormal floats that ``--keep-denormals`` leaves
 unflushed, to measure what flushing buys) and runs ``--steps`` real training steps
 on the CPU (the trainer's own ``train_step``: generated scenes, collate, the
@@ -46,6 +46,7 @@ def bench_steps(config: str, *, steps: int, warmup: int, checkpoint: str | None 
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     torch.manual_seed(train_config.seed)
+    checkpoint = checkpoint or train_config.init_from or None  # the weights the run would start from
     model = load_model(checkpoint) if checkpoint else new_model(model_config, train_config)
     configure_trainable(model, train_config)
     optimizer = build_optimizer(model, train_config)

@@ -7,7 +7,8 @@
 #   1. venv      python -m venv (Python 3.10-3.13)
 #   2. torch     torch==2.13.0, pinned, FIRST (held by a constraints file after)
 #   3. ros       ROS 2 Kilted wheels (requirements-ros.txt)
-#   4. python    ML + test stack (requirements.txt, requirements-nodeps.txt)
+#   4. python    ML + test stack (requirements.txt, requirements-nodeps.txt),
+#                scikit-image among them: its wheel's photographs are backgrounds
 #   5. cmakefix  rewrite the ROS wheels' hard-coded include dirs (idempotent)
 #   6. vision_msgs build interfaces/vision_msgs (the vision_msgs messages, no
 #                  wheel exists) with CMake into .venv
@@ -15,7 +16,7 @@
 #                  and put the generated ros_pgpt.msg / ros_pgpt.srv next to
 #                  the hand-written modules in ros_pgpt/ (gitignored)
 #   8. package   editable install of ros_pgpt (+ the `ros-pgpt` command)
-#   9. verify    import check from outside the repo
+#   9. verify    import check from outside the repo; the photographs load
 #  10. export    the shipped checkpoint to ONNX (the node's fastest CPU backend)
 #
 # Each step records a hash of its inputs under .venv/.ros_pgpt/; a re-run skips
@@ -278,6 +279,10 @@ from ros_pgpt.srv import Query
 import ros_pgpt.cli  # noqa: F401
 req = Query.Request(prompt='check', masks=True)
 assert deserialize_message(serialize_message(req), Query.Request).prompt == 'check'
+# The photographs behind training and evaluation scenes ship in scikit-image's wheel.
+from ros_pgpt.data.camera import HELD_OUT_PHOTOS, TRAIN_PHOTOS, photo
+for name in TRAIN_PHOTOS + HELD_OUT_PHOTOS:
+    assert photo(name).ndim == 3, name
 EOF
 [[ -x "$VENV/bin/ros-pgpt" ]] || die "$VENV/bin/ros-pgpt was not installed"
 

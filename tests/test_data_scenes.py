@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_pgpt.data import COLOURS, SHAPES, SIZES, Query, Scene, SceneGenerator, SceneObject
+from ros_pgpt.data import COLOURS, SHAPES, SIZES, Query, Scene, SceneGenerator, SceneMix, SceneObject
 from ros_pgpt.data import scenes as S
+from ros_pgpt.data.camera import HELD_OUT_PHOTOS, PHOTO_FILES, TRAIN_PHOTOS, photo
 
 N_SAMPLES = 200
 KINDS = ("single", "plural", "absent", "describe", "relation_box")
@@ -430,3 +431,184 @@ def test_phrasing_doc_lists_vocabulary_and_templates():
     for t in S.SINGLE_TEMPLATES + S.PLURAL_TEMPLATES + S.DESCRIBE_TEMPLATES:
         assert f"`{t}`" in doc, t
     assert re.search(r"20\s*[–-]\s*60", doc) and re.search(r"100\s*[–-]\s*200", doc)
+
+
+# --------------------------------------------------------------------------- camera conditions
+
+#: sha256 of the default generator's objects, masks and queries on five seeds, taken from the generator
+#: before the camera conditions existed (test_default_scenes_match_their_recorded_fingerprint)
+DEFAULT_FINGERPRINT = "2a0054bb10faa9aede72f27f4c8c6773e7225a66a64d700c0095683b49a948ae"
+ALL_CONDITIONS = dict(photo_backgrounds=0.5, camera_effects=0.5, occlusion=0.5, truncation=0.4,
+                      distractors=0.3, whole_size_range=0.5, min_objects=1, max_objects=11)
+
+
+def descriptions_in(q: Query) -> list[tuple]:
+    """Every (size, colour, shape) description a query's phrase uses (the target's and a reference's)."""
+    words = q.phrase.split()
+    if q.kind == "describe":
+        return []
+    if words[0] == "every":
+        return [parse_np(words[1:])]
+    if words[:2] == ["all", "the"]:
+        return [parse_np(words[2:], plural=True)]
+    words = words[1:]
+    for side in ("left", "right"):
+        if side in words and words[words.index(side) + 1] == "of":
+            k = words.index(side)
+            rest = words[k + 3:]
+            return [parse_np(words[:k])] + ([] if rest == ["box"] else [parse_np(rest)])
+    return [parse_np(words[1:] if words[0] in POS else words)]
+
+
+def check_condition_scene(scene: Scene, max_objects: int = 11):
+    H, W = scene.image.shape[:2]
+    scale = min(W, H) / 480.0
+    union = np.zeros((H, W), np.int32)
+    assert len(scene.objects) + len(scene.distractors) <= max_objects
+    for o in scene.objects + scene.distractors:
+        assert o.mask.dtype == bool and o.mask.shape == (H, W) and o.mask.sum() >= S.MIN_VISIBLE_AREA
+        assert o.box == mask_box(o.mask), "the truth is the visible extent, inside the frame"
+        assert 0 <= o.box[0] < o.box[2] <= W and 0 <= o.box[1] < o.box[3] <= H
+        assert o.visible_fraction >= S.MIN_VISIBLE_FRACTION - 1e-9
+        extent = o.size_px / scale  # at 480 px
+        assert o.size == ("small" if extent <= 60 + 1e-6 else "large" if extent >= 100 - 1e-6 else S.UNNAMED_SIZE)
+        union += o.mask
+    assert union.max() <= 1, "visible masks overlap"
+    for o in scene.objects:
+        assert o.colour in COLOURS and o.shape in SHAPES
+    for o in scene.distractors:
+        assert o.colour in S.DISTRACTOR_COLOURS or o.shape in S.DISTRACTOR_SHAPES, o
+        assert o.size_px / scale >= S.DISTRACTOR_SIZE_RANGE[0] - 1e-6, "small enough to pass for a circle"
+
+
+def fits(desc, obj, *, ignore_size: bool) -> bool:
+    size, colour, shape = desc
+    return ((ignore_size or size is None or size == obj.size) and (colour is None or colour == obj.colour)
+            and (shape is None or shape == obj.shape))
+
+
+@pytest.fixture(scope="module")
+def condition_samples():
+    gen = SceneGenerator(**ALL_CONDITIONS)
+    return [gen.sample(seed, n_queries=6) for seed in range(150)]
+
+
+def test_condition_scenes_geometry_and_queries(condition_samples):
+    for smp in condition_samples:
+        check_condition_scene(smp.scene)
+        for q in smp.queries:
+            check_query(smp.scene, q)
+
+
+def test_distractors_and_unnamed_sizes_never_fit_a_description(condition_samples):
+    """No query's description fits a distractor (whatever its size), and none with a size word fits an
+    object between the size bands: so neither is ever a target, and plural and absent truths hold."""
+    distractors = used = unnamed = 0
+    for smp in condition_samples:
+        scene = smp.scene
+        distractors += len(scene.distractors)
+        unnamed += sum(o.size == S.UNNAMED_SIZE for o in scene.objects)
+        for q in smp.queries:
+            for desc in descriptions_in(q):
+                used += 1
+                assert not any(fits(desc, d, ignore_size=True) for d in scene.distractors), (q, scene.distractors)
+                if desc[0] is not None:
+                    assert not any(fits(desc, o, ignore_size=True) for o in scene.objects
+                                   if o.size == S.UNNAMED_SIZE), q
+            if q.kind == "describe":
+                assert q.answer_text.split()[0] in SIZES
+    assert distractors > 50 and unnamed > 20 and used > 500
+
+
+def test_distractors_occlude_and_are_occluded_like_objects(condition_samples):
+    touching = 0
+    for smp in condition_samples:
+        for d in smp.scene.distractors:
+            grown = cv2.dilate(d.mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            touching += any((grown & o.mask).any() for o in smp.scene.objects)
+    assert touching > 10
+
+
+def test_truncated_objects_keep_their_visible_part_as_truth():
+    gen = SceneGenerator(truncation=1.0)
+    cut = 0
+    for seed in range(40):
+        smp = gen.sample(seed)
+        H, W = smp.scene.image.shape[:2]
+        check_condition_scene(smp.scene, max_objects=6)
+        for o in smp.scene.objects:
+            on_border = o.box[0] == 0 or o.box[1] == 0 or o.box[2] == W or o.box[3] == H
+            cut += on_border and o.visible_fraction < 0.95
+    assert cut >= 40
+
+
+def test_occlusion_option_overlaps_more_objects():
+    plain, crowded = SceneGenerator(), SceneGenerator(occlusion=1.0)
+
+    def occluded(gen):
+        return np.mean([o.visible_fraction < 0.95 for s in range(60) for o in gen.sample(s).scene.objects])
+    assert occluded(crowded) > 2 * occluded(plain)
+
+
+def test_whole_size_range_reaches_between_the_bands():
+    gen = SceneGenerator(whole_size_range=1.0)
+    extents = [o.size_px for s in range(60) for o in gen.sample(s).scene.objects]
+    assert min(extents) < 30 and max(extents) > 180
+    assert sum(60 < e < 100 for e in extents) >= 20
+
+
+def test_held_out_photos_are_never_drawn_for_training():
+    assert not set(TRAIN_PHOTOS) & set(HELD_OUT_PHOTOS)
+    assert not {PHOTO_FILES[n] for n in TRAIN_PHOTOS} & {PHOTO_FILES[n] for n in HELD_OUT_PHOTOS}
+    train_images = {photo(n).tobytes() for n in TRAIN_PHOTOS}
+    assert not any(photo(n).tobytes() in train_images for n in HELD_OUT_PHOTOS)
+    seen = {SceneGenerator(photo_backgrounds=1.0).sample(s).scene.background for s in range(120)}
+    assert seen == {"photo:" + n for n in TRAIN_PHOTOS}
+    held_out = {SceneGenerator(photo_backgrounds=1.0, photos=HELD_OUT_PHOTOS).sample(s).scene.background
+                for s in range(60)}
+    assert held_out == {"photo:" + n for n in HELD_OUT_PHOTOS}
+    with pytest.raises(ValueError):
+        SceneGenerator(photos=("no-such-photo",))
+
+
+def test_camera_conditions_change_pixels_not_objects():
+    """Photographs and camera effects are drawn after the objects: same objects, other pixels."""
+    for options in (dict(photo_backgrounds=1.0), dict(camera_effects=1.0)):
+        for seed in range(5):
+            a, b = SceneGenerator().sample(seed).scene, SceneGenerator(**options).sample(seed).scene
+            assert a.objects == b.objects
+            assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a.objects, b.objects))
+            assert np.abs(a.image.astype(int) - b.image.astype(int)).mean() > 2
+
+
+def test_defaults_and_zero_options_draw_the_same_scenes():
+    off = dict(photo_backgrounds=0.0, camera_effects=0.0, occlusion=0.0, truncation=0.0, distractors=0.0,
+               whole_size_range=0.0)
+    for seed in (0, 5, 77):
+        a, b = SceneGenerator().sample(seed), SceneGenerator(**off).sample(seed)
+        assert a.scene.image.tobytes() == b.scene.image.tobytes() and a.queries == b.queries
+
+
+def test_default_scenes_match_their_recorded_fingerprint():
+    """Defaults stay exactly as the shipped checkpoint's held-out split knew them (objects, masks, queries;
+    recorded before the camera conditions were added)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    gen = SceneGenerator()
+    for seed in (0, 1, 2, 10**12, 10**12 + 1):
+        smp = gen.sample(seed)
+        for o in smp.scene.objects:
+            digest.update(repr((o.colour, o.shape, o.size, o.box)).encode() + o.mask.tobytes())
+        digest.update(repr(smp.queries).encode())
+    assert digest.hexdigest() == DEFAULT_FINGERPRINT
+
+
+def test_scene_mix_draws_each_part_deterministically():
+    mix = SceneMix([(1.0, SceneGenerator()), (1.0, SceneGenerator(photo_backgrounds=1.0))])
+    backgrounds = [mix.sample(s).scene.background for s in range(40)]
+    assert backgrounds == [mix.sample(s).scene.background for s in range(40)]
+    photos = sum(b.startswith("photo:") for b in backgrounds)
+    assert 10 <= photos <= 30
+    with pytest.raises(ValueError):
+        SceneMix([])

@@ -14,8 +14,8 @@ from ros_pgpt.build import WEIGHTS_FILE, checkpoint_metadata, load_model
 from ros_pgpt.config import load_config
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.predictor import Predictor
-from ros_pgpt.train import (build_optimizer, configure_trainable, lr_factor, new_model, scene_generator, train,
-                            train_step)
+from ros_pgpt.train import (build_optimizer, configure_trainable, lr_factor, new_model, scene_generator, step_items,
+                            train, train_step)
 
 from conftest import TINY_CONFIG
 
@@ -166,3 +166,28 @@ def test_train_bench_times_every_stage_of_real_steps(tmp_path, trained):
     report = json.loads(run.stdout[run.stdout.index("{"):])
     assert report["steps_in_budget"] == min(30, int(500 / report["median_ms"]["step"]))
     assert report["checkpoint"] == str(trained[0]) and report["flush_denormals"] is False
+
+
+def test_init_from_a_checkpoint_trains_on_a_scene_mix(tmp_path, trained):
+    """``train.init_from``: the run starts from that checkpoint (weights, tokenizer, model config; at
+    learning rate 0 it ends where it began) and trains on every camera condition (distractors and
+    unnamed sizes go through collate and the losses)."""
+    out, _ = trained
+    model_config, train_config = load_config(TINY_CONFIG)
+    model_config.llm_hidden = 32  # what the file says is not used: the checkpoint's config is
+    train_config.init_from, train_config.steps, train_config.lr, train_config.llm_lr = str(out), 3, 0.0, 0.0
+    train_config.scene_mix = [{"weight": 1.0, "photo_backgrounds": 1.0, "camera_effects": 1.0, "occlusion": 0.5,
+                               "truncation": 0.3, "distractors": 0.4, "whole_size_range": 1.0,
+                               "min_objects": 6, "max_objects": 9}]
+    generator = scene_generator(train_config)
+    scenes = [scene for step in range(3) for scene, _ in step_items(generator, train_config, step, 0)]
+    assert any(s.distractors for s in scenes) and any(o.size == "medium" for s in scenes for o in s.objects)
+    result = train(model_config, train_config, tmp_path, progress=False)
+    assert result["steps"] == 3
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    start, end = load_model(out).state_dict(), load_model(tmp_path).state_dict()
+    assert all(torch.equal(start[k], end[k]) for k in start)
+    assert (tmp_path / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
+    bad = run_cli("train", "--config", str(TINY_CONFIG), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "none"))
+    assert bad.returncode == 2 and "no checkpoint to start from" in bad.stderr

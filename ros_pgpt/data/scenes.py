@@ -4,6 +4,10 @@ A :class:`SceneGenerator` draws 1-6 flat coloured shapes (circle, square,
 triangle, 5-pointed star) on a low-saturation background (flat, gradient,
 noise, wood-like stripes, checker, blotches), applies lighting changes, and
 produces referring-expression queries whose answers are known exactly.
+Options (all off by default) bring the scenes closer to a camera: photographs
+as backgrounds and camera effects (``camera.py``), objects crowded onto each
+other or cut by the frame border, distractors outside the vocabulary, and
+object sizes across the whole range.
 Everything is deterministic given the seed passed to :meth:`SceneGenerator.sample`
 (and the constructor arguments).
 
@@ -31,10 +35,11 @@ import numpy as np
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
     "SMALL_SIZE_RANGE", "LARGE_SIZE_RANGE", "REFERENCE_SIDE", "POSITION_MARGIN",
-    "MIN_VISIBLE_FRACTION", "MIN_VISIBLE_AREA",
+    "MIN_VISIBLE_FRACTION", "MIN_VISIBLE_AREA", "UNNAMED_SIZE",
+    "DISTRACTOR_COLOURS", "DISTRACTOR_SHAPES", "DISTRACTOR_SIZE_RANGE",
     "SINGLE_TEMPLATES", "PLURAL_TEMPLATES", "DESCRIBE_TEMPLATES",
     "POSITION_WORDS", "RELATION_WORDS", "PLURAL_NOUNS",
-    "SceneObject", "Scene", "Query", "Sample", "SceneGenerator",
+    "SceneObject", "Scene", "Query", "Sample", "SceneGenerator", "SceneMix",
     "noun_phrase", "describe_object",
 ]
 
@@ -65,8 +70,20 @@ LARGE_SIZE_RANGE = (100.0, 200.0)
 REFERENCE_SIDE = 480
 #: position words need centre differences of at least this many px (at 480 scale)
 POSITION_MARGIN = 20.0
+#: every object keeps this fraction of its un-occluded area visible (pixels outside the frame are hidden)
 MIN_VISIBLE_FRACTION = 0.6
 MIN_VISIBLE_AREA = 60
+#: size of an object between the two bands (``whole_size_range``): no size word names it
+UNNAMED_SIZE = "medium"
+
+#: distractors (``distractors``): a colour or a shape outside the vocabulary, never an answer
+DISTRACTOR_COLOURS: dict[str, tuple[int, int, int]] = {
+    "pink": (245, 150, 200), "brown": (115, 65, 30), "grey": (128, 128, 128),
+    "white": (240, 240, 240), "black": (25, 25, 25),
+}
+DISTRACTOR_SHAPES: tuple[str, ...] = ("ellipse", "cross", "hexagon")
+#: distractor extent at REFERENCE_SIDE: never small enough to pass for a circle or a square
+DISTRACTOR_SIZE_RANGE = (40.0, 200.0)
 
 SINGLE_TEMPLATES: tuple[str, ...] = (
     "{}",
@@ -129,7 +146,7 @@ _COLOUR_NAMES = tuple(COLOURS)
 class SceneObject:
     colour: str
     shape: str
-    size: str  # "small" | "large"
+    size: str  # "small" | "large" | UNNAMED_SIZE (between the bands)
     box: tuple[float, float, float, float]  # tight box of the visible mask, max exclusive
     mask: np.ndarray = field(compare=False, repr=False)  # bool HxW, visible pixels only
     #: nominal extent (max side of the un-occluded shape's box) in source px (extra, optional)
@@ -146,7 +163,10 @@ class SceneObject:
 @dataclass
 class Scene:
     image: np.ndarray  # HxWx3 uint8 RGB
-    objects: list[SceneObject]  # drawing order
+    objects: list[SceneObject]  # drawing order; colours and shapes of the vocabulary only
+    #: objects outside the vocabulary (their masks occlude and are occluded like the others)
+    distractors: list[SceneObject] = field(default_factory=list)
+    background: str = ""  # background kind, "photo:<name>" for a photograph
 
 
 @dataclass(frozen=True)
@@ -221,17 +241,29 @@ def _unit_vertices(shape: str, angle: float) -> np.ndarray:
     elif shape == "star":
         a = angle + np.arange(10) * (math.pi / 5) - 0.5 * math.pi
         r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+    elif shape == "hexagon":
+        a = angle + np.arange(6) * (math.pi / 3)
+        r = np.ones(6)
+    elif shape == "cross":  # a plus sign, arms a third of its width
+        x = np.array([1, 1, 3, 3, 1, 1, -1, -1, -3, -3, -1, -1]) / 3
+        y = np.array([3, 1, 1, -1, -1, -3, -3, -1, -1, 1, 1, 3]) / 3
+        a, r = np.arctan2(y, x) + angle, np.hypot(x, y)
+    elif shape == "ellipse":  # half as wide as long
+        t = np.arange(48) * (2 * math.pi / 48)
+        x, y = np.cos(t), 0.5 * np.sin(t)
+        a, r = np.arctan2(y, x) + angle, np.hypot(x, y)
     else:
         raise ValueError(shape)
     return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
 
 
 class _Placed:
-    """Mutable per-object state while a scene is being built."""
+    """Mutable per-object state while a scene is being built. ``full`` is the shape's mask inside the
+    frame; ``full_area`` counts the pixels a frame border cuts off too."""
 
-    __slots__ = ("attrs", "rgb", "size_px", "x0", "y0", "full", "vis", "full_area", "vis_area")
+    __slots__ = ("attrs", "rgb", "size_px", "x0", "y0", "full", "vis", "full_area", "vis_area", "distractor")
 
-    def __init__(self, attrs, rgb, size_px, x0, y0, full):
+    def __init__(self, attrs, rgb, size_px, x0, y0, full, full_area, distractor=False):
         self.attrs = attrs
         self.rgb = rgb
         self.size_px = size_px
@@ -239,8 +271,9 @@ class _Placed:
         self.y0 = y0
         self.full = full
         self.vis = full.copy()
-        self.full_area = int(np.count_nonzero(full))
-        self.vis_area = self.full_area
+        self.full_area = full_area
+        self.vis_area = int(np.count_nonzero(full))
+        self.distractor = distractor
 
 
 def _render_local(shape: str, extent: float, angle: float, cx: float, cy: float):
@@ -276,6 +309,25 @@ def _half_extents(shape: str, extent: float, angle: float):
     v = _ShapeGeom.vertices(shape, extent, angle)
     mn, mx = v.min(0), v.max(0)
     return v, (-mn[0], -mn[1], mx[0], mx[1])
+
+
+def _clip_to_frame(x0: int, y0: int, mask: np.ndarray, W: int, H: int):
+    """The part of a local mask at (x0, y0) inside a W x H frame: (x0, y0, mask)."""
+    h, w = mask.shape
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + w, W), min(y0 + h, H)
+    if (cx0, cy0, cx1, cy1) == (x0, y0, x0 + w, y0 + h):
+        return x0, y0, mask
+    if cx0 >= cx1 or cy0 >= cy1:
+        return cx0, cy0, np.zeros((0, 0), bool)
+    return cx0, cy0, mask[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+
+
+def _size_word(extent: float) -> str:
+    """Size word of an extent at REFERENCE_SIDE: small, large, or UNNAMED_SIZE between the bands."""
+    if extent <= SMALL_SIZE_RANGE[1]:
+        return "small"
+    return "large" if extent >= LARGE_SIZE_RANGE[0] else UNNAMED_SIZE
 
 
 def _render_at(shape, extent, verts, cx, cy):
@@ -440,6 +492,20 @@ class SceneGenerator:
             0 leaves the draw, and so every held-out split, as it was).
         min_visible_fraction: every object keeps at least this fraction visible.
         lighting: apply brightness/contrast, illumination gradient, noise, blur.
+
+    Camera conditions (probabilities; 0, the default, leaves every scene as it was):
+        photo_backgrounds: per scene, a crop of a photograph from ``photos``
+            (default ``camera.TRAIN_PHOTOS``) instead of a synthetic background.
+        camera_effects: per scene, exposure, colour cast, noise, blur and JPEG
+            compression after the lighting (``camera.camera_effects``).
+        occlusion: per object, its centre is drawn on another object's box.
+        truncation: per object, it is placed across a frame border.
+        distractors: per object, it gets a colour (``DISTRACTOR_COLOURS``) or a
+            shape (``DISTRACTOR_SHAPES``) outside the vocabulary; it goes to
+            ``Scene.distractors`` and no query's description fits it.
+        whole_size_range: per object, its extent is drawn over 20-200 px (at 480)
+            instead of a size band; one between the bands has size
+            ``UNNAMED_SIZE``, and no description with a size word fits it.
     """
 
     def __init__(self, *, resolutions: Sequence[tuple[int, int]] = ((640, 480),),
@@ -447,7 +513,9 @@ class SceneGenerator:
                  query_kinds: Mapping[str, float] | None = None,
                  verbose_prob: float = 0.3, plural_several: float = 0.0,
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION,
-                 lighting: bool = True):
+                 lighting: bool = True, photo_backgrounds: float = 0.0, photos: Sequence[str] | None = None,
+                 camera_effects: float = 0.0, occlusion: float = 0.0, truncation: float = 0.0,
+                 distractors: float = 0.0, whole_size_range: float = 0.0):
         self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
         if not self.resolutions:
             raise ValueError("resolutions must not be empty")
@@ -469,6 +537,18 @@ class SceneGenerator:
         self.plural_several = float(plural_several)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
+        from .camera import PHOTO_FILES, TRAIN_PHOTOS
+
+        self.photos = tuple(TRAIN_PHOTOS if photos is None else photos)
+        unknown = set(self.photos) - set(PHOTO_FILES)
+        if unknown or not self.photos:
+            raise ValueError(f"photos must name some of {sorted(PHOTO_FILES)}; unknown: {sorted(unknown)}")
+        self.photo_backgrounds = float(photo_backgrounds)
+        self.camera_effects = float(camera_effects)
+        self.occlusion = float(occlusion)
+        self.truncation = float(truncation)
+        self.distractors = float(distractors)
+        self.whole_size_range = float(whole_size_range)
 
     # ------------------------------------------------------------------ scenes
     def sample(self, seed: int, n_queries: int = 4) -> Sample:
@@ -485,14 +565,24 @@ class SceneGenerator:
             p = self._place(rng, placed, W, H, scale)
             if p is not None:
                 placed.append(p)
-        bg_kind, img = _background(rng, W, H, scale)
+        if self.photo_backgrounds and rng.random() < self.photo_backgrounds:
+            from .camera import photo_background
+
+            name, img = photo_background(rng, W, H, self.photos)
+            bg_kind = "photo:" + name
+        else:
+            bg_kind, img = _background(rng, W, H, scale)
         for p in placed:  # paint colour through the exact masks, later objects on top
             h, w = p.full.shape
             src = _const_image(h, w, p.rgb)
             cv2.copyTo(src, p.full.view(np.uint8), img[p.y0:p.y0 + h, p.x0:p.x0 + w])
         if self.lighting:
             img = _apply_lighting(rng, img, bg_kind == "noise")
-        objects = []
+        if self.camera_effects and rng.random() < self.camera_effects:
+            from .camera import camera_effects
+
+            img = camera_effects(rng, img)
+        objects, distractors = [], []
         for p in placed:
             vis = p.vis
             rows = np.flatnonzero(vis.any(axis=1))
@@ -502,17 +592,34 @@ class SceneGenerator:
             m = np.zeros((H, W), bool)
             h, w = vis.shape
             m[p.y0:p.y0 + h, p.x0:p.x0 + w] = vis
-            objects.append(SceneObject(colour=p.attrs[1], shape=p.attrs[2], size=p.attrs[0],
-                                       box=box, mask=m, size_px=p.size_px,
-                                       visible_fraction=p.vis_area / p.full_area))
-        return Scene(image=img, objects=objects)
+            (distractors if p.distractor else objects).append(
+                SceneObject(colour=p.attrs[1], shape=p.attrs[2], size=p.attrs[0], box=box, mask=m,
+                            size_px=p.size_px, visible_fraction=p.vis_area / p.full_area))
+        return Scene(image=img, objects=objects, distractors=distractors, background=bg_kind)
 
     def _place(self, rng, placed, W, H, scale):
-        size = SIZES[int(rng.integers(2))]
-        colour = _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-15, 16, 3), 0, 255).astype(np.uint8)
-        lo, hi = SMALL_SIZE_RANGE if size == "small" else LARGE_SIZE_RANGE
+        distractor = bool(self.distractors) and rng.random() < self.distractors
+        if distractor:  # an unknown colour (any shape) or a known colour with an unknown shape
+            if rng.random() < 0.5:
+                colour = tuple(DISTRACTOR_COLOURS)[int(rng.integers(len(DISTRACTOR_COLOURS)))]
+                shapes = SHAPES + DISTRACTOR_SHAPES
+            else:
+                colour = _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
+                shapes = DISTRACTOR_SHAPES
+            shape = shapes[int(rng.integers(len(shapes)))]
+            nominal = DISTRACTOR_COLOURS.get(colour, COLOURS.get(colour))
+            size, (lo, hi) = None, DISTRACTOR_SIZE_RANGE
+        else:
+            size = SIZES[int(rng.integers(2))]
+            colour = _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
+            shape = SHAPES[int(rng.integers(len(SHAPES)))]
+            nominal = COLOURS[colour]
+        rgb = np.clip(np.array(nominal) + rng.integers(-15, 16, 3), 0, 255).astype(np.uint8)
+        if not distractor:
+            if self.whole_size_range and rng.random() < self.whole_size_range:
+                size, (lo, hi) = None, (SMALL_SIZE_RANGE[0], LARGE_SIZE_RANGE[1])
+            else:
+                lo, hi = SMALL_SIZE_RANGE if size == "small" else LARGE_SIZE_RANGE
         min_vf = self.min_visible_fraction
         for attempt in range(40):
             if attempt % 10 == 0:  # (re)sample extent + rotation, shrinking on failure
@@ -523,13 +630,16 @@ class SceneGenerator:
                 else:
                     angle = rng.uniform(0.0, 2 * math.pi)
                 verts, (l, t, r, b) = _half_extents(shape, extent, angle)
-            cx = rng.uniform(l + 1.0, W - 2.0 - r)
-            cy = rng.uniform(t + 1.0, H - 2.0 - b)
+            cx, cy = self._centre(rng, placed, (l, t, r, b), W, H)
             x0, y0, full = _render_at(shape, extent, verts, cx, cy)
-            h, w = full.shape
             area = int(np.count_nonzero(full))
             if area * min_vf < MIN_VISIBLE_AREA:
                 continue
+            x0, y0, full = _clip_to_frame(x0, y0, full, W, H)
+            inside = int(np.count_nonzero(full))
+            if inside < min_vf * area or inside < MIN_VISIBLE_AREA:
+                continue
+            h, w = full.shape
             ok = True
             updates = []
             for q in placed:
@@ -553,8 +663,29 @@ class SceneGenerator:
             for q, qsl, a, left in updates:
                 q.vis[qsl] &= ~a
                 q.vis_area = left
-            return _Placed((size, colour, shape), rgb, float(extent), x0, y0, full)
+            if size is None:
+                size = _size_word(extent / scale)
+            return _Placed((size, colour, shape), rgb, float(extent), x0, y0, full, area, distractor)
         return None
+
+    def _centre(self, rng, placed, half_extents, W, H) -> tuple[float, float]:
+        """A shape's centre: inside the frame; or (``truncation``) across a border by 10-45 % of its
+        width or height; or (``occlusion``) on another object's box."""
+        l, t, r, b = half_extents
+        if self.truncation and rng.random() < self.truncation:
+            side, cut = int(rng.integers(4)), rng.uniform(0.10, 0.45)
+            if side < 2:  # left or right border
+                cx = l - cut * (l + r) if side == 0 else W - 1.0 - r + cut * (l + r)
+                return cx, rng.uniform(t + 1.0, H - 2.0 - b)
+            cy = t - cut * (t + b) if side == 2 else H - 1.0 - b + cut * (t + b)
+            return rng.uniform(l + 1.0, W - 2.0 - r), cy
+        if self.occlusion and placed and rng.random() < self.occlusion:
+            other = placed[int(rng.integers(len(placed)))]
+            h, w = other.full.shape
+            cx = float(np.clip(rng.uniform(other.x0, other.x0 + w), l + 1.0, W - 2.0 - r))
+            cy = float(np.clip(rng.uniform(other.y0, other.y0 + h), t + 1.0, H - 2.0 - b))
+            return cx, cy
+        return rng.uniform(l + 1.0, W - 2.0 - r), rng.uniform(t + 1.0, H - 2.0 - b)
 
     # ----------------------------------------------------------------- queries
     def queries(self, scene: Scene, rng: np.random.Generator, n: int) -> list[Query]:
@@ -572,6 +703,25 @@ class SceneGenerator:
         return out
 
 
+class SceneMix:
+    """Scenes from several generators, one drawn per seed by weight (a training mix of conditions);
+    deterministic given the seed, like a single generator."""
+
+    _STREAM = 0x5CE7E  # the draw's own stream: the chosen generator renders from the seed itself
+
+    def __init__(self, parts: Sequence[tuple[float, SceneGenerator]]):
+        weights = np.array([float(w) for w, _ in parts])
+        if not len(parts) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("a scene mix needs parts with weights >= 0 and a positive sum")
+        self.generators = [g for _, g in parts]
+        self.cumulative = np.cumsum(weights) / weights.sum()
+
+    def sample(self, seed: int, n_queries: int = 4) -> Sample:
+        u = np.random.default_rng([seed, self._STREAM]).random()
+        index = min(int(np.searchsorted(self.cumulative, u, side="right")), len(self.generators) - 1)
+        return self.generators[index].sample(seed, n_queries)
+
+
 class _QueryContext:
     def __init__(self, scene: Scene, rng, verbose_prob: float, plural_several: float = 0.0):
         H, W = scene.image.shape[:2]
@@ -584,10 +734,22 @@ class _QueryContext:
         self.boxes = [tuple(float(v) for v in o.box) for o in scene.objects]
         self.centres = [(0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])) for b in self.boxes]
         self.n = len(self.attrs)
+        # (colour, shape, blocks even without a size word) of what no description may fit:
+        # distractors, and objects between the size bands for descriptions with a size word.
+        self.blockers = ([(o.colour, o.shape, True) for o in scene.distractors]
+                         + [(a[1], a[2], False) for a in self.attrs if a[0] not in SIZES])
 
     # helpers -------------------------------------------------------------
     def matches(self, desc, exclude=()) -> list[int]:
         return [i for i, a in enumerate(self.attrs) if i not in exclude and _match(desc, a)]
+
+    def usable(self, desc) -> bool:
+        """Whether a description may be used: its size (if any) is a size word, and it fits no distractor
+        (by colour and shape, whatever the size) and, when it has a size word, no object between the bands."""
+        if desc[0] is not None and desc[0] not in SIZES:
+            return False
+        return not any((always or desc[0] is not None) and _match((None, desc[1], desc[2]), (None, colour, shape))
+                       for colour, shape, always in self.blockers)
 
     def pick(self, seq):
         return seq[int(self.rng.integers(len(seq)))]
@@ -627,7 +789,7 @@ class _QueryContext:
         a = self.attrs[t]
         for mask in _ATTR_MASKS:
             d = _desc(a, mask)
-            if len(self.matches(d)) == 1:
+            if len(self.matches(d)) == 1 and self.usable(d):
                 forms.append((sum(mask), "the " + noun_phrase(d)))
         return forms
 
@@ -637,7 +799,7 @@ class _QueryContext:
         for mask in BASE_MASKS:
             d = _desc(a, mask)
             group = self.matches(d)
-            if len(group) < 2:
+            if len(group) < 2 or not self.usable(d):
                 continue
             others = [o for o in group if o != t]
             for word, (axis, sign) in POSITION_WORDS.items():
@@ -658,6 +820,8 @@ class _QueryContext:
             ref_phrase = self.pick([p for c, p in ref_forms if c == cmin])
             for mask in _ATTR_MASKS:
                 d = _desc(a, mask)
+                if not self.usable(d):
+                    continue
                 others = [o for o in self.matches(d) if o != t and o != r]
                 for word, sign in RELATION_WORDS.items():
                     if self._rel_ok(t, self.centres[r], others, sign):
@@ -703,12 +867,17 @@ class _QueryContext:
         if several:
             d = self.pick(several)
         else:
-            t = int(self.rng.integers(self.n))
-            if self.rng.random() < 0.05:
-                mask = _ATTR_MASKS[0]
+            for _attempt in range(20):  # the first draw, unless distractors or unnamed sizes block it
+                t = int(self.rng.integers(self.n))
+                if self.rng.random() < 0.05:
+                    mask = _ATTR_MASKS[0]
+                else:
+                    mask = _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))]
+                d = _desc(self.attrs[t], mask)
+                if self.usable(d):
+                    break
             else:
-                mask = _ATTR_MASKS[1 + int(self.rng.integers(len(_ATTR_MASKS) - 1))]
-            d = _desc(self.attrs[t], mask)
+                return None
         targets = _sort_targets(self.matches(d), self.centres)
         phrase, prompt = self._plural_phrase(d)
         return Query(kind="plural", prompt=prompt, targets=targets, phrase=phrase)
@@ -716,7 +885,8 @@ class _QueryContext:
     def _describing_several(self) -> list:
         """Every description (one to three attributes) that fits two or more objects, in a fixed order."""
         found = {_desc(a, mask) for a in self.attrs for mask in _ATTR_MASKS[1:]}
-        return sorted((d for d in found if len(self.matches(d)) >= 2), key=lambda d: tuple(v or "" for v in d))
+        return sorted((d for d in found if len(self.matches(d)) >= 2 and self.usable(d)),
+                      key=lambda d: tuple(v or "" for v in d))
 
     # absent -------------------------------------------------------------------
     def absent(self):
@@ -734,7 +904,7 @@ class _QueryContext:
             else:  # random description
                 mask = _ATTR_MASKS[4 + int(rng.integers(4))]
                 cand = _desc((self.pick(SIZES), self.pick(_COLOUR_NAMES), self.pick(SHAPES)), mask)
-            if not self.matches(cand):
+            if not self.matches(cand) and self.usable(cand):
                 d = cand
                 break
         if d is None:
@@ -748,9 +918,10 @@ class _QueryContext:
 
     # describe -----------------------------------------------------------------
     def describe(self):
-        if self.n == 0:
+        named = [i for i, a in enumerate(self.attrs) if a[0] in SIZES]  # the answer names the size
+        if not named:
             return None
-        t = int(self.rng.integers(self.n))
+        t = named[int(self.rng.integers(len(named)))]
         x0, y0, x1, y1 = self.boxes[t]
         bw, bh = x1 - x0, y1 - y0
         j = self.rng.uniform(-0.03, 0.03, 4) * (bw, bh, bw, bh)
@@ -771,6 +942,8 @@ class _QueryContext:
                     continue
                 for mask in BASE_MASKS:
                     d = _desc(self.attrs[t], mask)
+                    if not self.usable(d):
+                        continue
                     others = [o for o in self.matches(d) if o != t and o != r]
                     for word, sign in RELATION_WORDS.items():
                         if self._rel_ok(t, rc, others, sign):
