@@ -27,6 +27,7 @@ from rclpy.task import Future
 from ros_pgpt import ros_io
 from ros_pgpt.node import params as P
 from ros_pgpt.node.worker import Busy, InferenceWorker
+from ros_pgpt.wording import UnknownWords
 
 try:  # managed lifecycle node where rclpy has it (Humble+; the Kilted wheels do)
     from rclpy.lifecycle import LifecycleNode as _BaseNode
@@ -423,6 +424,8 @@ class PerceptionNode(_BaseNode):
         try:
             result = predictor.ground(rgb, request.prompt, visual_tokens=tokens, masks=request.masks, boxes=boxes,
                                       key=key)
+        except UnknownWords as exc:  # a refusal, not "not found": the model cannot know what was asked
+            return self._fault('unknown_words', str(exc))
         except ValueError as exc:
             return self._fault('model_input', str(exc))
         except Exception as exc:  # noqa: BLE001 - keep serving; report it
