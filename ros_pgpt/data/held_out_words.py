@@ -9,8 +9,10 @@ They measure how the model meets words it was never trained on (``ros-pgpt wordi
 
 Synonyms are mapped to the generator word a person would mean by them for these flat shapes and
 these nominal colours (PHRASING.md). Words with no honest single answer are left out of both lists:
-amber (between orange and yellow), teal/turquoise/cyan (between green and blue), magenta, maroon,
-rectangle and oval (shapes the scenes' distractors have), ring (hollow).
+amber (between orange and yellow), teal/turquoise/cyan (between green and blue), magenta, maroon.
+Colours outside the vocabulary (pink, brown, grey, beige, peach, olive...) and shapes outside it
+(oval, ellipse, rectangle, hexagon...) are unknown concepts: the scenes' distractors have such
+colours and shapes, and the model must not answer them with an object of a trained colour or shape.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ DEV_UNKNOWN: tuple[str, ...] = (
     "boy", "girl", "baby", "cow", "sheep", "bus", "train", "sofa", "bed", "desk", "glass", "plate", "spoon",
     "knife", "fork", "pen", "pencil", "lamp", "clock", "pizza", "carrot", "flower", "rock", "sign", "ladder",
     "bench", "octagon", "rectangle", "crescent", "line", "beige", "tan", "silver", "cream", "dark", "bright",
-    "shiny", "metal",
+    "shiny", "metal", "khaki", "taupe", "ivory", "charcoal", "bronze", "copper", "peach", "salmon", "rust",
+    "ochre", "sand", "chocolate", "olive",
 )
 TEST_UNKNOWN: tuple[str, ...] = (
     "person", "man", "woman", "child", "dog", "cat", "car", "truck", "chair", "table", "bottle", "cup",

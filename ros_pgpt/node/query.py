@@ -16,10 +16,9 @@ import os
 import sys
 import time
 
-from ros_pgpt.wording import UnknownWords
+from ros_pgpt.wording import EXIT_UNKNOWN_WORDS, UnknownWords
 
 DEFAULT_SERVICE = '/ros_pgpt/query'
-EXIT_UNKNOWN_WORDS = 4
 
 
 def format_result(result, round_trip_ms: float | None = None) -> str:
