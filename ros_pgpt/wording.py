@@ -1,7 +1,7 @@
 """From a prompt as people type it to the phrasing the model was trained on.
 
     canonical_prompt("Where's the circle that is red, please?")  ->  "where is the red circle?"
-    canonical_prompt("could you find the crimson ball")          ->  "can you find the red circle?"
+    canonical_prompt("could you find the crimson circle")        ->  "can you find the red circle?"
     known_prompt("find the dog")  raises  UnknownWords(["dog"])
 
 The default model has only seen the generator's language (``ros_pgpt/data/PHRASING.md``).
@@ -10,9 +10,9 @@ punctuation, politeness and filler ("please", "could you", "i need", "thanks"),
 contractions ("where's"), missing articles ("find red star"), plurals ("red
 stars"), attributes after the noun ("the circle that is red", "the star which
 is small and blue"), position phrases ("the circle on the far left"), and
-synonyms the model never saw ("crimson", "ball") through a table derived from
-a pretrained sentence encoder (``ros_pgpt/data/synonyms.json``, written by
-``scripts/build_synonyms.py``). It is the identity on every prompt the
+colour words the model never saw ("crimson", "navy") through a table derived
+offline from pretrained colour-naming data (``ros_pgpt/data/synonyms.json``,
+written by ``scripts/build_synonyms.py``). It is the identity on every prompt the
 generator makes (``tests/test_wording.py`` checks thousands), and it runs in
 ``ros_pgpt.batching.encode_prompt``, so training, every backend and the node
 see the same text. ``known_prompt`` also refuses, with ``UnknownWords``,
@@ -166,7 +166,7 @@ def _kind(word: str) -> str | None:
 # ---------------------------------------------------------------------------- noun phrases
 
 def _synonym(word: str, synonyms: dict[str, str]) -> str | None:
-    """The known word a synonym stands for; a plural noun synonym ("balls", "boxes") -> the plural."""
+    """The known word a synonym stands for; a plural of a noun synonym ("balls" for "ball") -> the plural."""
     if word in synonyms:
         return synonyms[word]
     for ending in ("s", "es"):
@@ -187,7 +187,7 @@ def _noun_phrase(words: list[str], force_plural: bool = False) -> str | None:
     size = colour = position = head = None
     plural = force_plural
     # The last content word is the noun's place: a synonym maps to a shape only there, and to a colour or
-    # size only elsewhere or after the noun ("the ball that is crimson"): "the banana" is no colour.
+    # size only elsewhere or after the noun ("the circle that is crimson"): "the banana" is no colour.
     last = max((i for i, w in enumerate(words) if w not in _LINKS), default=-1)
     for index, word in enumerate(words):
         if word in _LINKS:
@@ -414,7 +414,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="ros-pgpt wording", description="How the model reads a prompt (its trained phrasing), or, with "
         "--check, how held-out synonyms and unknown concepts fare. Exit 4: the prompt has unknown words.")
-    parser.add_argument("prompt", nargs="?", help='a prompt as typed, e.g. "Where\'s the crimson ball?"')
+    parser.add_argument("prompt", nargs="?", help='a prompt as typed, e.g. "Where\'s the crimson circle?"')
     parser.add_argument("--check", action="store_true", help="measure the held-out word lists "
                         "(ros_pgpt/data/held_out_words.py) and print per-word results and rates")
     parser.add_argument("--json", action="store_true", help="with --check: print the full report as JSON")
