@@ -384,26 +384,33 @@ def evaluate_held_out_words(predictor, *, samples: int, seed: int) -> dict:
     synonyms_of: dict[str, list[str]] = {}
     for word, meant in TEST_SYNONYMS.items():
         synonyms_of.setdefault(meant, []).append(word)
+    colours_only = {meant: words for meant, words in synonyms_of.items() if meant in COLOURS}
     rng = np.random.default_rng(seed)
-    tallies = {"trained_words": _Tally(), "held_out_words": _Tally()}
-    refused, examples = 0, []
+    names = ("trained_words", "held_out_words", "held_out_colours")
+    tallies, refused, examples = {n: _Tally() for n in names}, dict.fromkeys(names, 0), []
+    tallies["trained_words_colour_prompts"] = _Tally()  # the baseline of held_out_colours: the same prompts
     for index, sample in held_out_samples(samples, seed=seed):
         predictor.set_image(sample.scene.image, key=("held_out_words", index))
         for query in sample.queries:
             held_out = _with_held_out_words(query.prompt, synonyms_of, rng)
             if query.kind not in ("single", "plural", "absent") or held_out is None:
                 continue
-            for name, prompt in (("trained_words", query.prompt), ("held_out_words", held_out)):
+            # held_out_colours: the prompts with a colour word, only the colours replaced
+            colours = _with_held_out_words(query.prompt, colours_only, rng)
+            for name, prompt in zip(names, (query.prompt, held_out, colours)):
+                if prompt is None:
+                    continue
                 try:
                     result = predictor.ground(None, prompt, masks=True)
                 except UnknownWords:
-                    refused += 1
+                    refused[name] += 1
                     result = GroundingResult(prompt=prompt, answer="", objects=[], visual_tokens=0, frame_cached=True)
                 tallies[name].add(sample.scene, query, result)
+                if name == "trained_words" and colours is not None:
+                    tallies["trained_words_colour_prompts"].add(sample.scene, query, result)
             if len(examples) < 8:
                 examples.append([held_out, canonical_prompt(held_out)])
-    report = {name: tally.summary() for name, tally in tallies.items()}
-    report["held_out_words"]["refused"] = refused
+    report = {name: {**tally.summary(), "refused": refused.get(name, 0)} for name, tally in tallies.items()}
     report["examples"] = examples
     return report
 
@@ -443,12 +450,12 @@ def main(argv=None) -> int:
             for word, prompts in unk["answered_prompts"].items():
                 print(f"  unknown {word!r} answered in: {prompts}")
         if "model" in report:
-            for name in ("trained_words", "held_out_words"):
+            for name in ("trained_words", "held_out_words", "trained_words_colour_prompts", "held_out_colours"):
                 metrics = report["model"][name]
                 print(f"model, {args.eval} held-out scenes (seed {args.seed}), {name}: "
-                      + "  ".join(f"{k}={metrics[k]}" for k in ("acc50", "plural_f1", "absent_acc", "counts")))
-            print(f"  refused held-out prompts: {report['model']['held_out_words']['refused']}; e.g. "
-                  + "; ".join(f"{a!r} -> {b!r}" for a, b in report["model"]["examples"][:4]))
+                      + "  ".join(f"{k}={metrics[k]}" for k in ("acc50", "plural_f1", "absent_acc", "refused",
+                                                                 "counts")))
+            print("  e.g. " + "; ".join(f"{a!r} -> {b!r}" for a, b in report["model"]["examples"][:4]))
         return 0
     if not args.prompt:
         parser.error("give a prompt, or --check")
