@@ -203,12 +203,14 @@ def _noun_phrase(words: list[str], force_plural: bool = False) -> str | None:
             size = word
         elif kind == "position" and position in (None, word):
             position = word
-        elif kind == "noun" and (head is None or head in _GENERIC):
-            word = _ONE.get(word, word)
-            plural = plural or word in _SINGULAR
-            head = _SINGULAR.get(word, word) if head is None or _SINGULAR.get(word, word) not in _GENERIC else head
-        elif kind == "noun" and _SINGULAR.get(_ONE.get(word, word), _ONE.get(word, word)) in _GENERIC:
-            plural = plural or _ONE.get(word, word) in _SINGULAR  # "the star shaped object": the shape names it
+        elif kind == "noun":
+            noun = _ONE.get(word, word)
+            plural = plural or noun in _SINGULAR
+            noun = _SINGULAR.get(noun, noun)
+            if head is not None and head not in _GENERIC and noun not in _GENERIC:
+                return None  # two shapes
+            if head is None or noun not in _GENERIC:  # a shape names it better: "the star shaped object"
+                head = noun
         else:
             return None
     if head is None and size is None and colour is None:
