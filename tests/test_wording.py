@@ -140,3 +140,15 @@ def test_check_reports_rates():
     # what the shipped table and the parser give today (ros-pgpt wording --check); a drop is a regression
     assert test['synonyms']['accuracy'] >= 0.25
     assert test['unknown']['answered_rate'] <= 0.05
+
+
+def test_wording_command_line():
+    """`ros-pgpt wording PROMPT`: the trained phrasing, or exit 4 naming the unknown words."""
+    import subprocess
+    import sys
+
+    run = [sys.executable, '-m', 'ros_pgpt', 'wording']
+    res = subprocess.run(run + ["Where's the circle that is red, please?"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == 'where is the red circle?', res.stdout + res.stderr
+    res = subprocess.run(run + ['find the coffee mug'], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 4 and "unknown words: 'coffee', 'mug'" in res.stderr, res.stdout + res.stderr
