@@ -16,6 +16,7 @@ from .data.scenes import BASE_MASKS, COLOURS, POSITION_WORDS, SHAPES, SIZES
 from .modeling.grounding_model import SequenceBatch
 from .modeling.language_model import BOX, NONE_ANSWER, TokenIds
 from .transforms import Letterbox
+from .wording import canonical_prompt
 
 # Longest prompt accepted, in characters (the node rejects longer ones).
 MAX_PROMPT_CHARS = 512
@@ -43,12 +44,14 @@ class EncodedPrompt:
 
 
 def encode_prompt(tokenizer, ids: TokenIds, prompt: str, boxes_unit=()) -> EncodedPrompt:
-    """Tokenize a prompt; each literal "<box>" takes the next box of ``boxes_unit``."""
+    """Tokenize a prompt in its trained phrasing (``ros_pgpt.wording.canonical_prompt``, the identity on
+    generated prompts); each literal "<box>" takes the next box of ``boxes_unit``."""
     text = normalize_prompt(prompt)
-    if not text:
-        raise ValueError("the prompt is empty")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+    text = canonical_prompt(text)
+    if not text:
+        raise ValueError("the prompt is empty")
     boxes = np.asarray(boxes_unit, dtype=np.float32).reshape(-1, 4)
     if text.count(BOX) != len(boxes):
         raise ValueError(f"the prompt has {text.count(BOX)} {BOX} placeholders but {len(boxes)} boxes were given")

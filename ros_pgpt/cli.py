@@ -41,6 +41,7 @@ COMMANDS = {
     'soak': ('ros_pgpt.soak:main', 'drive the node like a robot (camera, clients, standing prompt); latency, RSS, exit'),
     'train': ('ros_pgpt.train:main', 'train the grounding model from a config file'),
     'train-bench': ('ros_pgpt.train_bench:main', "where a training step's time goes: median ms per stage"),
+    'wording': ('ros_pgpt.wording:main', 'how the model reads a prompt; --check: held-out synonyms and unknown words'),
 }
 
 

@@ -25,6 +25,7 @@ from .modeling.grounding_model import GroundingModel
 from .modeling.language_model import NONE_ANSWER
 from .phrases import object_phrase
 from .transforms import Letterbox
+from .wording import known_prompt
 
 
 # Below this match probability a first object is refused. Chosen on a held-out split (seed 1, 64 tokens:
@@ -188,9 +189,12 @@ class Predictor:
                masks: bool = True, boxes=(), key: object = None) -> GroundingResult:
         """Ground ``prompt`` on ``image`` (None: the frame set last).
 
-        ``boxes`` (source pixels) fill "<box>" placeholders in the prompt.
+        ``boxes`` (source pixels) fill "<box>" placeholders in the prompt. The prompt is read in its
+        trained phrasing (``ros_pgpt.wording``); each object's ``phrase`` is that phrasing. A prompt with
+        words the model has never seen raises ``ros_pgpt.wording.UnknownWords`` (a ValueError naming them).
         """
         watch = Stopwatch()
+        text = known_prompt(prompt)  # UnknownWords before any work: the model cannot answer it
         count = self.tokens_for(visual_tokens)
         if image is None and self._frame is None:
             raise ValueError("no image: pass one or call set_image first")
@@ -212,7 +216,7 @@ class Predictor:
         if self.text_coordinates:
             objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.max_objects]]
             masks = False
-        result_objects = self._postprocess(frame, objects, masks, object_phrase(prompt))
+        result_objects = self._postprocess(frame, objects, masks, object_phrase(text))
         watch.lap("postprocess")
         watch.timings["total"] = sum(watch.timings.values())
         return GroundingResult(prompt=prompt, answer=answer, objects=result_objects,

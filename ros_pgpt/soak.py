@@ -40,7 +40,7 @@ import numpy as np
 
 STANDING_PROMPT = 'where is the red object?'
 CLIENT_PROMPTS = ('point to every shape', 'where is the blue object?', 'all the green objects',
-                  'the largest object')
+                  'the large object')
 ERROR_LINE = re.compile(r'\[ERROR\]|Traceback|RCLError|Exception')
 
 

@@ -348,7 +348,7 @@ def test_parameter_validation(node, sample):
     assert not results[0].successful
     results = node.set_parameters(rate=-1.0)
     assert not results[0].successful
-    results = node.set_parameters(standing_prompts=['ok prompt', '  '])
+    results = node.set_parameters(standing_prompts=['the red star', '  '])
     assert not results[0].successful and 'empty' in results[0].reason
     results = node.set_parameters(checkpoint='/somewhere/else')
     assert not results[0].successful and 'load-time' in results[0].reason
@@ -373,6 +373,66 @@ def test_parameter_validation(node, sample):
         assert response.success and all(o.score >= 1.0 for o in response.result.objects)
     finally:
         assert node.set_parameters(score_threshold=0.0)[0].successful
+
+
+@pytest.mark.parametrize('prompt, unknown', [
+    ('the person', ['person']),
+    ('the coffee mug', ['coffee', 'mug']),
+    ('find the dog', ['dog']),
+    ('the red car', ['car']),
+])
+def test_unknown_words_refused_not_answered(node, sample, prompt, unknown):
+    """Words the model never saw: success=false naming them and pointing at the vocabulary, no object."""
+    response = node.query(prompt, sample.scene.image)
+    assert not response.success
+    assert response.message.startswith('unknown words: '), response.message
+    assert all(repr(word) in response.message for word in unknown), response.message
+    assert 'ros_pgpt/data/PHRASING.md' in response.message
+    assert not response.result.objects
+
+
+def test_not_found_is_a_success(node, sample):
+    """A prompt in the vocabulary that matches nothing is answered (no objects), unlike unknown words."""
+    present = {(o.colour, o.shape) for o in sample.scene.objects}
+    colour, shape = next((c, s) for c in ('purple', 'green', 'orange') for s in ('star', 'triangle')
+                         if (c, s) not in present)
+    response = node.query(f'where is the {colour} {shape}?', sample.scene.image)
+    assert response.success and response.message == ''
+    assert response.result.answer == 'none' and not response.result.objects
+
+
+def test_free_wording_reaches_the_model_in_trained_phrasing(node, sample):
+    """The node reads a prompt as typed in its trained phrasing: the same objects, canonical phrases."""
+    typed = node.query("Where's the object that is BLUE, please", sample.scene.image)
+    trained = node.query('where is the blue object?', sample.scene.image)
+    assert typed.success and trained.success, typed.message + trained.message
+    assert typed.result.prompt == "Where's the object that is BLUE, please"
+    assert [(o.x_min, o.y_min, o.x_max, o.y_max) for o in typed.result.objects] == \
+        [(o.x_min, o.y_min, o.x_max, o.y_max) for o in trained.result.objects]
+    assert typed.result.objects and all(o.phrase == 'where is the blue object' for o in typed.result.objects)
+
+
+def test_standing_prompt_with_unknown_words_refused(node):
+    results = node.set_parameters(standing_prompts=['the red star', 'the person'])
+    assert not results[0].successful and "unknown words: 'person'" in results[0].reason
+
+
+def test_query_command_line_unknown_words(node, sample, tmp_path):
+    """`ros-pgpt query` exits 4 on a refusal for unknown words, 0 on "not found"."""
+    import subprocess
+    import sys
+
+    from ros_helpers import REPO_ROOT
+    from ros_pgpt.node.query import EXIT_UNKNOWN_WORDS
+    from ros_pgpt.ros_io import write_image_file
+
+    image_file = tmp_path / 'scene.png'
+    write_image_file(image_file, sample.scene.image)
+    res = subprocess.run([sys.executable, '-m', 'ros_pgpt', 'query', '--service', node.service, '--timeout', '60',
+                          'find the coffee mug', '--image', str(image_file)],
+                         env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == EXIT_UNKNOWN_WORDS == 4, res.stdout + res.stderr
+    assert "unknown words: 'coffee', 'mug'" in res.stderr and 'PHRASING.md' in res.stderr
 
 
 def test_node_still_alive(node):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ros_pgpt.batching import MAX_PROMPT_CHARS
 from ros_pgpt.ros_io import DEFAULT_MAX_IMAGE_PIXELS
+from ros_pgpt.wording import UnknownWords, known_prompt
 
 INPUTS = ('raw', 'compressed')
 RELIABILITIES = ('reliable', 'best_effort')
@@ -180,4 +181,8 @@ def validate(name: str, value, *, configured: bool, max_tokens: int | None, max_
             if len(prompt) > max_prompt_chars:
                 return (f'standing prompt {prompt[:30]!r}... has {len(prompt)} characters; the limit is '
                         f'{max_prompt_chars} (max_prompt_chars)')
+            try:
+                known_prompt(prompt)
+            except UnknownWords as exc:
+                return f'standing prompt {prompt!r}: {exc}'
     return None

@@ -36,6 +36,7 @@ from ros_pgpt.node.prompt_control import PromptControl
 from ros_pgpt.node.outputs import NodeOutputs
 from ros_pgpt.node.worker import Busy, InferenceWorker
 from ros_pgpt.tracking import Observation, Tracker
+from ros_pgpt.wording import UnknownWords
 
 try:  # managed lifecycle node where rclpy has it (Humble+; the Kilted wheels do)
     from rclpy.lifecycle import LifecycleNode as _BaseNode
@@ -470,6 +471,8 @@ class PerceptionNode(_BaseNode):
             # 3D needs the masks, whether or not they are sent
             result = predictor.ground(rgb, request.prompt, visual_tokens=tokens,
                                       masks=request.masks or depth is not None, boxes=boxes, key=key)
+        except UnknownWords as exc:  # a refusal, not "not found": the model cannot know what was asked
+            return self._fault('unknown_words', str(exc))
         except ValueError as exc:
             return self._fault('model_input', str(exc))
         except Exception as exc:  # noqa: BLE001 - keep serving; report it

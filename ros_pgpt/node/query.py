@@ -6,8 +6,9 @@
     ros-pgpt query "the small blue square" --tokens 16 --timeout 30
     ros-pgpt query "what is in <box>?" --box 100 80 220 200    # a region of the image, in pixels
 
-Exit status: 0 success, 1 the node answered success=false (message printed),
-3 no service / no answer within --timeout.
+Exit status: 0 success (no objects found is a success), 1 the node answered success=false
+(message printed), 3 no service / no answer within --timeout, 4 the prompt uses words the
+model does not know (the node refused it; the message names them, see ros_pgpt/data/PHRASING.md).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import argparse
 import os
 import sys
 import time
+
+from ros_pgpt.wording import EXIT_UNKNOWN_WORDS, UnknownWords
 
 DEFAULT_SERVICE = '/ros_pgpt/query'
 # Fast DDS hands every response of a service to every client's reader, which keeps the newest N
@@ -172,7 +175,7 @@ def main(argv=None) -> int:
             return 3
         if not response.success:
             print(f'query failed: {response.message}', file=sys.stderr)
-            return 1
+            return EXIT_UNKNOWN_WORDS if response.message.startswith(UnknownWords.PREFIX) else 1
         print(format_result(response.result, ms))
         if args.save:
             result = response.result

@@ -1,0 +1,50 @@
+"""Words the generator never uses: synonyms of its words, and concepts the model cannot know.
+
+They measure how the model meets words it was never trained on (``ros-pgpt wording --check``,
+``scripts/build_synonyms.py``). The generator must never produce any of them
+(``tests/test_wording.py`` checks its prompts), so every result on them is a result on unseen words.
+
+* ``DEV_*`` lists chose the synonym table's template and thresholds (``scripts/build_synonyms.py``);
+* ``TEST_*`` lists are only measured, never tuned on.
+
+Synonyms are mapped to the generator word a person would mean by them for these flat shapes and
+these nominal colours (PHRASING.md). Words with no honest single answer are left out of both lists:
+amber (between orange and yellow), teal/turquoise/cyan (between green and blue), magenta, maroon.
+Colours outside the vocabulary (pink, brown, grey, beige, peach, olive...) and shapes outside it
+(oval, ellipse, rectangle, hexagon...) are unknown concepts: the scenes' distractors have such
+colours and shapes, and the model must not answer them with an object of a trained colour or shape.
+"""
+from __future__ import annotations
+
+__all__ = ["DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN"]
+
+DEV_SYNONYMS: dict[str, str] = {
+    "ruby": "red", "cherry": "red", "sapphire": "blue", "cerulean": "blue", "lavender": "purple",
+    "amethyst": "purple", "plum": "purple", "jade": "green", "lemon": "yellow", "canary": "yellow",
+    "pumpkin": "orange", "apricot": "orange",
+    "disk": "circle", "orb": "circle", "sphere": "circle", "tile": "square", "cube": "square",
+    "wedge": "triangle",
+    "giant": "large", "massive": "large", "enormous": "large", "mini": "small", "miniature": "small",
+}
+TEST_SYNONYMS: dict[str, str] = {
+    "crimson": "red", "scarlet": "red", "navy": "blue", "azure": "blue", "cobalt": "blue",
+    "violet": "purple", "lilac": "purple", "lime": "green", "emerald": "green", "gold": "yellow",
+    "golden": "yellow", "tangerine": "orange",
+    "ball": "circle", "disc": "circle", "dot": "circle", "box": "square", "block": "square",
+    "pyramid": "triangle", "pentagram": "star",
+    "big": "large", "huge": "large", "tiny": "small", "little": "small",
+}
+DEV_UNKNOWN: tuple[str, ...] = (
+    "boy", "girl", "baby", "cow", "sheep", "bus", "train", "sofa", "bed", "desk", "glass", "plate", "spoon",
+    "knife", "fork", "pen", "pencil", "lamp", "clock", "pizza", "carrot", "flower", "rock", "sign", "ladder",
+    "bench", "octagon", "rectangle", "crescent", "line", "beige", "tan", "silver", "cream", "dark", "bright",
+    "shiny", "metal", "khaki", "taupe", "ivory", "charcoal", "bronze", "copper", "peach", "salmon", "rust",
+    "ochre", "sand", "chocolate", "olive",
+)
+TEST_UNKNOWN: tuple[str, ...] = (
+    "person", "man", "woman", "child", "dog", "cat", "car", "truck", "chair", "table", "bottle", "cup",
+    "mug", "coffee", "laptop", "phone", "book", "apple", "banana", "tree", "house", "door", "window", "hand",
+    "face", "bird", "horse", "bicycle", "keyboard", "plant", "shoe", "bag", "ellipse", "oval", "hexagon",
+    "cross", "pentagon", "heart", "arrow", "pink", "brown", "grey", "gray", "white", "black", "wooden",
+    "broken",
+)
