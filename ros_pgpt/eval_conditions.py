@@ -154,12 +154,23 @@ def condition_samples(condition: Condition, samples: int, *, seed: int = 0):
         yield index, generator.sample(first + index, n_queries=QUERIES_PER_SCENE)
 
 
+def _ground(predictor, prompt: str, **options):
+    """(result, refused): a prompt with words the model does not know is refused, i.e. answered with nothing."""
+    from .predictor import GroundingResult
+    from .wording import UnknownWords
+
+    try:
+        return predictor.ground(None, prompt, **options), False
+    except UnknownWords:
+        return GroundingResult(prompt=prompt, answer="", objects=[], visual_tokens=0, frame_cached=True), True
+
+
 def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_tokens: int, seed: int = 0) -> dict:
     from .evaluate import _Tally, _ratio
 
     tally = _Tally()
     unknown = {"plain": [0, 0], "photo": [0, 0]}  # background -> [answered with an object, asked]
-    skipped = 0
+    skipped = refused = 0
     for index, sample in condition_samples(condition, samples, seed=seed):
         scene = sample.scene
         predictor.set_image(scene.image, key=("conditions", condition.name, seed, index))
@@ -167,8 +178,10 @@ def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_
         if condition.unknown:
             side = unknown["photo" if scene.background.startswith("photo:") else "plain"]
             for _ in range(QUERIES_PER_SCENE):
-                result = predictor.ground(None, unknown_concept_prompt(rng), visual_tokens=visual_tokens, masks=False)
+                result, was_refused = _ground(predictor, unknown_concept_prompt(rng), visual_tokens=visual_tokens,
+                                              masks=False)
                 side[0] += bool(result.objects)
+                refused += was_refused
                 side[1] += 1
             continue
         for query in sample.queries:
@@ -176,15 +189,18 @@ def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_
             if prompt is None:
                 skipped += 1
                 continue
-            result = predictor.ground(None, prompt, visual_tokens=visual_tokens, masks=True, boxes=query.input_boxes)
+            result, was_refused = _ground(predictor, prompt, visual_tokens=visual_tokens, masks=True,
+                                          boxes=query.input_boxes)
+            refused += was_refused
             tally.add(scene, query, result)
     if condition.unknown:
         asked = sum(n for _, n in unknown.values())
         return {"object_rate": _ratio(sum(a for a, _ in unknown.values()), asked),
                 "object_rate_plain": _ratio(*unknown["plain"]), "object_rate_photo": _ratio(*unknown["photo"]),
-                "counts": {"prompts": asked, "plain": unknown["plain"][1], "photo": unknown["photo"][1]}}
+                "counts": {"prompts": asked, "plain": unknown["plain"][1], "photo": unknown["photo"][1],
+                           "refused": refused}}
     summary = tally.summary()
-    summary["counts"]["skipped"] = skipped
+    summary["counts"].update(skipped=skipped, refused=refused)
     return summary
 
 
