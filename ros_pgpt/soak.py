@@ -18,13 +18,15 @@ Writes ``OUT/soak.json`` (every number below), ``OUT/summary.txt``, ``OUT/rss.pn
 and ``OUT/node.log``: calls, ok, busy, other failures by message, lost calls
 (no answer within ``--call-timeout``), round trip and node ``total_ms``
 p50/p90/p99, standing results per second against the rate, RSS over time
-(growth from minute 2, spread over the last five minutes), queries per second,
+(minute medians: growth from minute 2 and spread over the last five minutes; raw spread and
+slope beside them), queries per second,
 exit code and seconds after SIGINT.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -278,22 +280,39 @@ def _summarise(calls, schedule, standing_times, rss, args) -> dict:
     return summary
 
 
+def _minute_medians(samples) -> list[tuple[float, float]]:
+    """(end of minute, median RSS of the samples in it): the level, without one query's transient buffers."""
+    out = []
+    for m in range(1, math.ceil(samples[-1][0] / 60) + 1):
+        window = [mb for t, mb in samples if 60.0 * (m - 1) <= t < 60.0 * m]
+        if window:
+            out.append((60.0 * m, float(np.median(window))))
+    return out
+
+
 def _rss_summary(rss, duration) -> dict:
-    """RSS at each minute, growth from minute 2 to the end, and the spread over the last five minutes."""
+    """RSS growth from minute 2 to the end and its spread over the last five minutes, both on minute
+    medians (the level), beside the raw samples' spread and the least-squares slope of the last five."""
     samples = [(t, mb) for t, mb in rss if 0 <= t <= duration]
     if not samples:
         return {}
-
-    def at(t):
-        return min(samples, key=lambda s: abs(s[0] - t))[1]
-
-    last = samples[-1][1]
+    medians = _minute_medians(samples) or [(samples[-1][0], samples[-1][1])]
     from_t = min(120.0, duration / 5)
-    tail = [mb for t, mb in samples if t >= max(0.0, duration - 300.0)]
-    return {'first': round(samples[0][1], 1), 'last': round(last, 1), 'max': round(max(mb for _, mb in samples), 1),
-            'per_minute': [round(at(60.0 * m), 1) for m in range(int(duration // 60) + 1)],
-            'growth_from_s': from_t, 'growth_pct': round(100.0 * (last - at(from_t)) / at(from_t), 2),
-            'last_5min_spread_pct': round(100.0 * (max(tail) - min(tail)) / float(np.mean(tail)), 2)}
+    base = min(medians, key=lambda m: abs(m[0] - from_t))[1]
+    tail_start = max(0.0, duration - 300.0)
+    tail_levels = [mb for t, mb in medians if t > tail_start] or [medians[-1][1]]
+    tail = [(t, mb) for t, mb in samples if t >= tail_start]
+    slope = np.polyfit([t / 60 for t, _ in tail], [mb for _, mb in tail], 1)[0] if len(tail) > 2 else 0.0
+    level = float(np.mean(tail_levels))
+    return {'first': round(samples[0][1], 1), 'last': round(samples[-1][1], 1),
+            'max': round(max(mb for _, mb in samples), 1),
+            'minute_medians': [round(mb, 1) for _, mb in medians],
+            'growth_from_s': from_t, 'growth_pct': round(100.0 * (medians[-1][1] - base) / base, 2),
+            'last_5min_spread_pct': round(100.0 * (max(tail_levels) - min(tail_levels)) / level, 2),
+            'last_5min_raw_spread_pct': round(100.0 * (max(mb for _, mb in tail) - min(mb for _, mb in tail))
+                                              / level, 2),
+            'last_5min_slope_mb_per_min': round(float(slope), 3),
+            'samples': [(round(t, 1), round(mb, 1)) for t, mb in samples]}
 
 
 def _plot(rss, path: Path, args) -> None:
@@ -303,7 +322,9 @@ def _plot(rss, path: Path, args) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot([t / 60 for t, _ in rss], [mb for _, mb in rss])
+    ax.plot([t / 60 for t, _ in rss], [mb for _, mb in rss], lw=0.8, label='samples')
+    medians = _minute_medians([(t, mb) for t, mb in rss if t >= 0]) if rss else []
+    ax.plot([(t - 30) / 60 for t, _ in medians], [mb for _, mb in medians], 'o-', label='minute median')
     ax.axvline(args.duration / 60, color='grey', linestyle=':', label='end of the main load')
     ax.set_xlabel('minutes since the clients started')
     ax.set_ylabel('node RSS (MiB)')
@@ -329,8 +350,10 @@ def format_summary(r: dict) -> str:
         f"busy answers: round trip p50/p99 {r['busy_round_trip_ms'].get('p50')}/{r['busy_round_trip_ms'].get('p99')} ms",
         f"standing prompt: {r['standing']['results_per_s']}/s of {r['standing']['rate']} "
         f"({100 * r['standing']['fraction_of_rate']:.0f} %)",
-        f"RSS MiB: {r['rss_mb'].get('per_minute')} (per minute); growth from {r['rss_mb'].get('growth_from_s')} s "
-        f"{r['rss_mb'].get('growth_pct')} %, last five minutes spread {r['rss_mb'].get('last_5min_spread_pct')} %",
+        f"RSS MiB: minute medians {r['rss_mb'].get('minute_medians')}; growth from {r['rss_mb'].get('growth_from_s')} s "
+        f"{r['rss_mb'].get('growth_pct')} %; last five minutes: medians spread {r['rss_mb'].get('last_5min_spread_pct')} "
+        f"%, samples spread {r['rss_mb'].get('last_5min_raw_spread_pct')} %, slope "
+        f"{r['rss_mb'].get('last_5min_slope_mb_per_min')} MiB/min",
     ]
     for tokens, phase in r['throughput'].items():
         lines.append(f"throughput at {tokens} tokens: {phase['queries_per_s']} queries/s, node total_ms p50 "
