@@ -118,27 +118,31 @@ class NodeUnderTest:
             self.spin(settle)
         return msg
 
+    def call_service(self, srv_type, name: str, request, timeout: float = 20.0):
+        """Call the node's service ``~/name`` (e.g. 'set_parameters') once; returns the response."""
+        client = self.ros.create_client(srv_type, f'{self.node_fqn}/{name}')
+        try:
+            self.spin_until(client.service_is_ready, timeout, f'{name} service')
+            future = client.call_async(request)
+            self.client.executor.spin_until_future_complete(future, timeout_sec=timeout)
+            assert future.done(), f'no answer from {name}'
+            return future.result()
+        finally:
+            self.ros.destroy_client(client)
+
     def set_parameters(self, **values):
         """Set node parameters through its ~/set_parameters service; returns the SetParametersResult list."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
 
-        client = self.ros.create_client(SetParameters, f'{self.node_fqn}/set_parameters')
-        try:
-            self.spin_until(client.service_is_ready, 20.0, 'set_parameters service')
-            req = SetParameters.Request()
-            for name, value in values.items():
-                if isinstance(value, list):
-                    param = Parameter(name, Parameter.Type.STRING_ARRAY, value)
-                else:
-                    param = Parameter(name, value=value)
-                req.parameters.append(param.to_parameter_msg())
-            future = client.call_async(req)
-            self.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
-            assert future.done(), 'no answer from set_parameters'
-            return future.result().results
-        finally:
-            self.ros.destroy_client(client)
+        req = SetParameters.Request()
+        for name, value in values.items():
+            if isinstance(value, list):
+                param = Parameter(name, Parameter.Type.STRING_ARRAY, value)
+            else:
+                param = Parameter(name, value=value)
+            req.parameters.append(param.to_parameter_msg())
+        return self.call_service(SetParameters, 'set_parameters', req).results
 
     def close(self):
         self._stack.close()

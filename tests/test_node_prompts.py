@@ -54,42 +54,21 @@ def set_prompts(node, mode, prompts=()):
     """Call ~/set_prompts; ``mode`` is a SetPrompts constant's name (or a number)."""
     from ros_pgpt.srv import SetPrompts
 
-    client = node.ros.create_client(SetPrompts, f'{node.node_fqn}/set_prompts')
-    try:
-        node.spin_until(client.service_is_ready, 20.0, 'set_prompts service')
-        number = mode if isinstance(mode, int) else getattr(SetPrompts.Request, mode)
-        future = client.call_async(SetPrompts.Request(mode=number, prompts=list(prompts)))
-        node.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
-        assert future.done(), 'no answer from ~/set_prompts'
-        return future.result()
-    finally:
-        node.ros.destroy_client(client)
+    number = mode if isinstance(mode, int) else getattr(SetPrompts.Request, mode)
+    return node.call_service(SetPrompts, 'set_prompts', SetPrompts.Request(mode=number, prompts=list(prompts)))
 
 
 def standing_parameter(node):
     from rcl_interfaces.srv import GetParameters
 
-    client = node.ros.create_client(GetParameters, f'{node.node_fqn}/get_parameters')
-    try:
-        node.spin_until(client.service_is_ready, 20.0, 'get_parameters service')
-        future = client.call_async(GetParameters.Request(names=['standing_prompts']))
-        node.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
-        return list(future.result().values[0].string_array_value)
-    finally:
-        node.ros.destroy_client(client)
+    response = node.call_service(GetParameters, 'get_parameters', GetParameters.Request(names=['standing_prompts']))
+    return list(response.values[0].string_array_value)
 
 
 def parameter_names(node):
     from rcl_interfaces.srv import ListParameters
 
-    client = node.ros.create_client(ListParameters, f'{node.node_fqn}/list_parameters')
-    try:
-        node.spin_until(client.service_is_ready, 20.0, 'list_parameters service')
-        future = client.call_async(ListParameters.Request())
-        node.client.executor.spin_until_future_complete(future, timeout_sec=20.0)
-        return list(future.result().result.names)
-    finally:
-        node.ros.destroy_client(client)
+    return list(node.call_service(ListParameters, 'list_parameters', ListParameters.Request()).result.names)
 
 
 # ------------------------------------------------------------------ one message per frame
