@@ -144,5 +144,5 @@ def test_installed_node_publishes_vision_msgs_with_3d(colcon_ws, tmp_path):
     assert out['vision_msgs'].startswith(str(PREFIX)), out['vision_msgs']  # the prefix's ("system") vision_msgs
     assert out['success'], out['message']
     assert out['z'] and all(abs(z - 1.5) <= 0.03 for z in out['z']), out['z']
-    assert out['class_ids'] == ['point to every shape'] * len(out['z'])
+    assert out['class_ids'] == ['shape'] * len(out['z'])  # the object's phrase
     assert len(out['z_3d']) == len(out['z']) and all(abs(z - 1.5) <= 0.03 for z in out['z_3d'])

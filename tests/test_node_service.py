@@ -409,7 +409,7 @@ def test_free_wording_reaches_the_model_in_trained_phrasing(node, sample):
     assert typed.result.prompt == "Where's the object that is BLUE, please"
     assert [(o.x_min, o.y_min, o.x_max, o.y_max) for o in typed.result.objects] == \
         [(o.x_min, o.y_min, o.x_max, o.y_max) for o in trained.result.objects]
-    assert typed.result.objects and all(o.phrase == 'where is the blue object' for o in typed.result.objects)
+    assert typed.result.objects and all(o.phrase == 'blue object' for o in typed.result.objects)
 
 
 def test_standing_prompt_with_unknown_words_refused(node):
