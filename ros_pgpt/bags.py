@@ -300,14 +300,15 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                 from rosgraph_msgs.msg import Clock
                 # Reliable keep-last 1: matches both best-effort (rclpy's TimeSource) and reliable subscribers.
                 clock = node.create_publisher(Clock, '/clock', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+            waited = {**pubs, **({'/clock': clock} if clock is not None else {})}  # the bag's time is output too
             deadline = time.monotonic() + wait_subscribers
             while wait_subscribers > 0 and time.monotonic() < deadline and not halted():
-                if all(p.get_subscription_count() > 0 for p in pubs.values()):
+                if all(p.get_subscription_count() > 0 for p in waited.values()):
                     break
                 time.sleep(0.05)
             else:
                 if wait_subscribers > 0:
-                    lonely = [n for n, p in pubs.items() if p.get_subscription_count() == 0]
+                    lonely = [n for n, p in waited.items() if p.get_subscription_count() == 0]
                     if lonely:
                         log(f'replay: no subscriber on {", ".join(lonely)} after {wait_subscribers:g} s; publishing anyway')
             log(f'replay: {bag}: {sum(c.msgcount for c in conns)} messages on '

@@ -21,10 +21,10 @@ from ros_pgpt.wording import EXIT_UNKNOWN_WORDS, UnknownWords
 
 DEFAULT_SERVICE = '/ros_pgpt/query'
 # Fast DDS hands every response of a service to every client's reader, which keeps the newest N
-# (default 10): with many clients answered fast ("busy"), a client that the OS does not run for
-# ~70 ms loses its own answer. 100 covers stalls of ~0.7 s at 150 answers/s (measured: 15 calls of
-# 3100 lost at depth 10 on an overloaded 2-core machine, none of 4300 at depth 1000).
-RESPONSE_HISTORY_DEPTH = 100
+# (default 10): with many clients answered fast ("busy", ~200/s), a client the OS does not run for a
+# while loses its own answer. Measured on an overloaded 2-core machine: 15 calls of 3100 lost at depth
+# 10, none of 4300 at 1000; at 100, one of 3900 in a CI run. Responses are small (cropped masks).
+RESPONSE_HISTORY_DEPTH = 1000
 
 
 def format_result(result, round_trip_ms: float | None = None) -> str:
