@@ -24,6 +24,16 @@ def _read(bag):
                 for c, t, raw in reader.messages()]
 
 
+def replay_while_spinning(argv, env, executor, spin_s: float) -> str:
+    """Run ``ros-pgpt replay`` while ``executor`` takes what it publishes; asserts exit 0, returns its output."""
+    with RosProcess(argv, env, cwd=REPO_ROOT) as proc:
+        deadline = time.monotonic() + 60
+        while proc.alive() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=spin_s)
+        assert proc.proc.wait(10) == 0, proc.output()
+        return proc.output()
+
+
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_make_sample_bag(tmp_path, storage):
     from ros_pgpt.bags import GROUND_TRUTH, make_sample_bag
@@ -91,12 +101,7 @@ def test_replay_keeps_timing_and_remaps(tmp_path, ros_env, ros_context):
     executor.add_node(node)
     try:
         argv = ['-m', 'ros_pgpt', 'replay', str(bag), '--remap', f'/camera/image_raw:={topic}', '--rate', '0.5']
-        with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
-            deadline = time.monotonic() + 60
-            while proc.alive() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.02)
-            assert proc.proc.wait(10) == 0, proc.output()
-            assert 'published 10 messages' in proc.output()
+        assert 'published 10 messages' in replay_while_spinning(argv, ros_env, executor, 0.02)
         end = time.monotonic() + 2
         while len(got) < 10 and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.02)
@@ -295,12 +300,7 @@ def test_replay_publishes_the_bag_time_on_clock(tmp_path, ros_env, ros_context):
         argv = ['-m', 'ros_pgpt', 'replay', str(bag), '--clock', '50', '--wait-subscribers', '5',
                 '--remap', f'/camera/image_raw:={unique_name("nobody")}']
         time.sleep(0.5)
-        with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
-            deadline = time.monotonic() + 60
-            while proc.alive() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.01)
-            assert proc.proc.wait(10) == 0, proc.output()
-            assert '/clock at 50 Hz' in proc.output()
+        assert '/clock at 50 Hz' in replay_while_spinning(argv, ros_env, executor, 0.01)
         executor.spin_once(timeout_sec=0.2)
     finally:
         executor.shutdown()
