@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros_pgpt.modeling.projector import CAbstractor
+from ros_pgpt.model.projector import CAbstractor
 
 
 def supported_counts(max_tokens: int) -> list[int]:

@@ -29,11 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ros_pgpt.metrics import mask_iou
-from ros_pgpt.runtime.artifacts import (MANIFEST, MANIFEST_VERSION, checkpoint_fingerprint, file_sha256)
+from ros_pgpt.data.geometry import mask_iou
+from ros_pgpt.export.artifacts import MANIFEST, MANIFEST_VERSION, checkpoint_fingerprint, file_sha256
 
-from .graphs import (BoxEncoderGraph, FrameGraph, PerceptionGraph, ProjectorGraph, supported_counts)
-from .llm import KVLlama
+from ros_pgpt.export.graphs import (
+    BoxEncoderGraph,
+    FrameGraph,
+    PerceptionGraph,
+    ProjectorGraph,
+    supported_counts,
+)
+from ros_pgpt.export.llm import KVLlama
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -110,9 +116,9 @@ def _onnx_io(path: Path) -> dict:
 
 def example_frames(image_size: int, count: int = 2, seed: int = 7) -> np.ndarray:
     """(count,3,S,S) float32 letterboxed scenes from the generator (realistic activations)."""
-    from ros_pgpt.batching import image_tensor
+    from ros_pgpt.data.letterbox import image_tensor
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.transforms import Letterbox
+    from ros_pgpt.data.letterbox import Letterbox
 
     generator = SceneGenerator(resolutions=[(640, 480)])
     frames = []
@@ -355,7 +361,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
     ``tensorrt``: precisions ("fp16", "int8") to build engines for; None builds
     fp16 and int8 when TensorRT and a CUDA device are present, () builds none.
     """
-    from ros_pgpt.build import load_model
+    from ros_pgpt.model.build import load_model
 
     started = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out_dir)
@@ -445,7 +451,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
 
 
 def _tensorrt_step(out: Path, manifest: dict, precisions, calibration_frames: int) -> dict:
-    from . import tensorrt_build
+    from ros_pgpt.export import tensorrt_build
 
     available, reason = tensorrt_build.tensorrt_available()
     if precisions == ():
@@ -478,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ros_pgpt.checkpoints import default_checkpoint
-    from ros_pgpt.runtime.artifacts import default_export_dir
+    from ros_pgpt.export.artifacts import default_export_dir
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     out = Path(args.out) if args.out else default_export_dir(checkpoint)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ros_pgpt.runtime.artifacts import file_sha256
+from ros_pgpt.export.artifacts import file_sha256
 
 log = logging.getLogger(__name__)
 ENGINE_DIR = "tensorrt"
@@ -125,9 +125,9 @@ def stamp_matches(stamp_path: Path, expected: dict) -> tuple[bool, str]:
 
 def calibration_batches(manifest: dict, frames: int, batch: int = 1, seed: int = 20_000):
     """Letterboxed generator scenes as float32 (batch,3,S,S) arrays, for INT8 calibration."""
-    from ros_pgpt.batching import image_tensor
+    from ros_pgpt.data.letterbox import image_tensor
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.transforms import Letterbox
+    from ros_pgpt.data.letterbox import Letterbox
 
     size = manifest["model"]["image_size"]
     generator = SceneGenerator(resolutions=[(640, 480), (1280, 720), (480, 640)])

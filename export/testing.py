@@ -34,8 +34,8 @@ def tiny_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
     its model config."""
     import torch
 
-    from ros_pgpt.build import build_model, save_checkpoint
-    from ros_pgpt.config import model_config_from_dict
+    from ros_pgpt.model.build import build_model, save_checkpoint
+    from ros_pgpt.model.config import model_config_from_dict
     from ros_pgpt.data.corpus import text_corpus
 
     torch.manual_seed(seed)
@@ -64,9 +64,9 @@ def shared_export(tmp_path_factory) -> tuple[Path, Path, bool]:
     Lives under pytest's session base temp dir; a module that needs it calls
     this from a module-scoped fixture and gets the same export.
     """
-    from ros_pgpt.runtime.artifacts import export_status
+    from ros_pgpt.export.artifacts import export_status
 
-    from .onnx_export import export_checkpoint
+    from ros_pgpt.export.onnx_export import export_checkpoint
 
     base = Path(tmp_path_factory.getbasetemp()) / "ros_pgpt_shared_export"
     checkpoint, trained = test_checkpoint(base)
@@ -77,6 +77,6 @@ def shared_export(tmp_path_factory) -> tuple[Path, Path, bool]:
 
 
 def _files(out: Path) -> dict:
-    from ros_pgpt.runtime.artifacts import read_manifest
+    from ros_pgpt.export.artifacts import read_manifest
 
     return (read_manifest(out) or {}).get("files", {})

@@ -20,7 +20,7 @@ Templates, thresholds and margins are chosen on ``DEV_SYNONYMS`` / ``DEV_UNKNOWN
 (unknown concepts, and the slot's synonyms) would read as a wrong known word -- a wrong word means a
 confident wrong box, a refusal only an honest "unknown". A slot where nothing qualifies maps nothing.
 The ``TEST_*`` lists are measured, never tuned on. Nothing is embedded at run time:
-``ros_pgpt.wording`` reads the JSON. ``--cache DIR`` keeps the vocabulary embeddings between runs.
+``ros_pgpt.data.wording`` reads the JSON. ``--cache DIR`` keeps the vocabulary embeddings between runs.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from ros_pgpt.data.held_out_words import DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS, TEST_UNKNOWN  # noqa: E402
 from ros_pgpt.data.scenes import COLOURS, SHAPES, SIZES  # noqa: E402
-from ros_pgpt.wording import KNOWN_WORDS, SYNONYMS_FILE  # noqa: E402
+from ros_pgpt.data.wording import KNOWN_WORDS, SYNONYMS_FILE  # noqa: E402
 
 SLOTS = {"colour": tuple(COLOURS), "shape": SHAPES, "size": SIZES}
 EMBEDDED_TEMPLATES = {"shape": ("a {} shape", "the shape of a {}", "a {} drawn on paper"),

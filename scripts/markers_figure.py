@@ -35,7 +35,7 @@ def main(out: Path) -> None:
     from sensor_msgs.msg import Image
     from visualization_msgs.msg import Marker, MarkerArray
 
-    from ros_pgpt.ros_io import image_msg_to_rgb
+    from ros_pgpt.ros.conversions import image_msg_to_rgb
 
     world = scene3d.make_world()
     with tempfile.TemporaryDirectory() as tmp, NodeUnderTest(Path(tmp)) as node:

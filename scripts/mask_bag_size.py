@@ -4,7 +4,7 @@
     .venv/bin/python scripts/mask_bag_size.py [--results 8] [--prompt "point to every shape"] [--out DIR] [--domain-id N]
 
 Starts the perception node (config/perception.yaml) in a private ROS world,
-records its ~/detections with ``ros_pgpt.bags.record`` (what ``ros-pgpt
+records its ~/detections with ``ros_pgpt.ros.bags.record`` (what ``ros-pgpt
 record`` runs) while asking the prompt with masks on N generated 640x480
 scenes (seeds 0..N-1): once with full_frame_masks (the old behaviour), once
 with the default cropped masks, one bag each. Prints the bags' sizes.
@@ -27,8 +27,8 @@ def bag_bytes(path: Path) -> int:
 
 def record_queries(out: Path, client, images, prompt: str, full_frame_masks: bool, context) -> int:
     """Record ~/detections into ``out`` while asking ``prompt`` on each image; returns objects found."""
-    from ros_pgpt.bags import record
-    from ros_pgpt.node.query import build_request
+    from ros_pgpt.ros.bags import record
+    from ros_pgpt.ros.query import build_request
 
     stop, ready, lines = threading.Event(), threading.Event(), []
 
@@ -70,8 +70,8 @@ def main() -> int:
     import rclpy
 
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.node.launcher import isolated_env, node_command
-    from ros_pgpt.node.query import QueryClient
+    from ros_pgpt.ros.launcher import isolated_env, node_command
+    from ros_pgpt.ros.query import QueryClient
 
     out = Path(args.out or tempfile.mkdtemp(prefix='mask_bag_size_'))
     out.mkdir(parents=True, exist_ok=True)

@@ -112,8 +112,7 @@ H_IFACE=$(hash_of "$H_VISION" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT/
 H_PKG=$(hash_of "$H_IFACE" "$ROOT/setup.py" "$ROOT/ros_pgpt/__init__.py")
 # The shipped checkpoint's ONNX export: its weights and the export code.
 CHECKPOINT="$ROOT/ros_pgpt/checkpoints/default"
-H_EXPORT=$(hash_of "$H_PKG" "$CHECKPOINT"/model.safetensors "$CHECKPOINT"/config.yaml "$ROOT"/export/*.py \
-  "$ROOT/ros_pgpt/runtime/artifacts.py")
+H_EXPORT=$(hash_of "$H_PKG" "$CHECKPOINT"/model.safetensors "$CHECKPOINT"/config.yaml "$ROOT"/export/*.py)
 
 generated_present() {
   [[ -f "$ROOT/ros_pgpt/msg/__init__.py" && -f "$ROOT/ros_pgpt/srv/__init__.py" ]] &&
@@ -296,8 +295,8 @@ if ! step_done export "$H_EXPORT" || [[ ! -f "$CHECKPOINT/export/manifest.json" 
   (cd / && "$PY" - "$CHECKPOINT" <<'EOF') || die "exporting $CHECKPOINT failed (see above)"
 import logging, sys
 from pathlib import Path
-from ros_pgpt.runtime import ensure_export
-from ros_pgpt.runtime.artifacts import default_export_dir
+from ros_pgpt.inference.backends import ensure_export
+from ros_pgpt.export.artifacts import default_export_dir
 logging.basicConfig(level=logging.INFO, format="[setup] %(message)s")
 ensure_export(Path(sys.argv[1]), default_export_dir(Path(sys.argv[1])))
 EOF

@@ -39,7 +39,7 @@ TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"
 @pytest.fixture
 def denormals_kept():
     """Denormal floats kept (the CPU's default) in this thread for one test; yields a check that they
-    are flushed to zero now (ros_pgpt/numerics.py). The thread's mode is restored afterwards."""
+    are flushed to zero now (ros_pgpt/training/numerics.py). The thread's mode is restored afterwards."""
     import torch
 
     def flushed() -> bool:

@@ -28,7 +28,7 @@ def scene(seed: int, size=(640, 480), n_queries: int = 6):
 
 class NodeUnderTest:
     def __init__(self, tmp_dir, params: dict | None = None, *, autostart_wait: bool = True):
-        from ros_pgpt.node.launcher import node_command, write_params_file
+        from ros_pgpt.ros.launcher import node_command, write_params_file
 
         self.tmp_dir = tmp_dir
         self.env = isolated_ros_env(tmp_dir)
@@ -58,7 +58,7 @@ class NodeUnderTest:
         from sensor_msgs.msg import CompressedImage, Image
 
         from ros_pgpt.msg import GroundedObjectArray
-        from ros_pgpt.node.query import QueryClient
+        from ros_pgpt.ros.query import QueryClient
 
         self.context = self._stack.enter_context(rclpy_context(self.env))
         self.client = QueryClient(self.service, context=self.context, node_name='pgpt_test_client')
@@ -86,7 +86,7 @@ class NodeUnderTest:
 
     def request(self, prompt: str, image=None, *, masks: bool = False, tokens: int = 0, boxes=(),
                 frame_id: str = 'test_cam', stamp=(0, 0), full_frame_masks: bool = False):
-        from ros_pgpt.node.query import build_request
+        from ros_pgpt.ros.query import build_request
 
         req = build_request(prompt, image=image, masks=masks, tokens=tokens, boxes=boxes, frame_id=frame_id,
                             full_frame_masks=full_frame_masks)
@@ -106,11 +106,11 @@ class NodeUnderTest:
     def publish_frame(self, rgb, stamp=(1, 0), frame_id: str = 'camera', compressed: str | None = None,
                       settle: float = 0.3):
         """Publish a camera frame (raw rgb8, or 'jpeg'/'png' compressed) and give it time to arrive."""
-        from ros_pgpt import ros_io
+        from ros_pgpt.ros import conversions
 
         pub = self.compressed_pub if compressed else self.image_pub
         wait_for(lambda: pub.get_subscription_count() > 0, 30.0, message=f'node subscribed to {pub.topic_name}')
-        msg = ros_io.rgb_to_compressed_msg(rgb, compressed) if compressed else ros_io.rgb_to_image_msg(rgb)
+        msg = conversions.rgb_to_compressed_msg(rgb, compressed) if compressed else conversions.rgb_to_image_msg(rgb)
         msg.header.frame_id = frame_id
         msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
         pub.publish(msg)
@@ -157,6 +157,6 @@ class NodeUnderTest:
 
 def mask_array(obj, width: int = 640, height: int = 480) -> np.ndarray:
     """An object's mask placed in its ``width`` x ``height`` source image (masks are crops by default)."""
-    from ros_pgpt.ros_io import mask_in_frame
+    from ros_pgpt.ros.conversions import mask_in_frame
 
     return mask_in_frame(obj, width, height)

@@ -8,10 +8,11 @@ import numpy as np
 import yaml
 import pytest
 
-from ros_pgpt.ablate import difference_error, fixed_counts, variants, verdict
-from ros_pgpt.batching import box_to_text, boxes_from_text, collate
-from ros_pgpt.build import build_model
-from ros_pgpt.config import load_config
+from ros_pgpt.tools.ablate import difference_error, fixed_counts, variants, verdict
+from ros_pgpt.data.prompts import box_to_text, boxes_from_text
+from ros_pgpt.training.batching import collate
+from ros_pgpt.model.build import build_model
+from ros_pgpt.training.config import load_config
 from ros_pgpt.data import SceneGenerator
 
 from conftest import TINY_CONFIG
@@ -29,7 +30,7 @@ def test_box_text_round_trips_to_a_hundredth():
 def test_text_coordinate_batches_spell_boxes_and_have_no_perception_targets():
     model_config, _ = load_config(TINY_CONFIG)
     model_config.answer_format = "text_coordinates"
-    from ros_pgpt.batching import coordinate_corpus
+    from ros_pgpt.training.batching import coordinate_corpus
 
     model = build_model(model_config, tokenizer_texts=["the red star", "all the blue circles", "none"]
                         + coordinate_corpus(300, seed=0))

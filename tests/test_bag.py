@@ -17,7 +17,7 @@ def _read(bag):
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
-    from ros_pgpt.bags import msg_class
+    from ros_pgpt.ros.bags import msg_class
 
     with Reader(bag) as reader:
         return [(c.topic, c.msgtype, t, deserialize_message(bytes(raw), msg_class(c.msgtype)))
@@ -36,8 +36,8 @@ def replay_while_spinning(argv, env, executor, spin_s: float) -> str:
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_make_sample_bag(tmp_path, storage):
-    from ros_pgpt.bags import GROUND_TRUTH, make_sample_bag
-    from ros_pgpt.ros_io import image_msg_to_rgb
+    from ros_pgpt.ros.bags import GROUND_TRUTH, make_sample_bag
+    from ros_pgpt.ros.conversions import image_msg_to_rgb
 
     bag = tmp_path / 'cam'
     truth = make_sample_bag(bag, frames=12, fps=12.5, seed=4, storage=storage)
@@ -89,7 +89,7 @@ def test_replay_keeps_timing_and_remaps(tmp_path, ros_env, ros_context):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from ros_pgpt.bags import make_sample_bag
+    from ros_pgpt.ros.bags import make_sample_bag
 
     bag = tmp_path / 'cam'
     make_sample_bag(bag, frames=10, fps=20.0, width=160, height=120)
@@ -122,7 +122,7 @@ def test_replay_loop_in_process(tmp_path, ros_context):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from ros_pgpt.bags import make_sample_bag, replay
+    from ros_pgpt.ros.bags import make_sample_bag, replay
 
     bag = tmp_path / 'cam'
     make_sample_bag(bag, frames=3, fps=30.0, width=160, height=120, storage='sqlite3')
@@ -155,7 +155,7 @@ def test_record_detections(tmp_path, ros_env, ros_context):
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from ros_pgpt.bags import typestore
+    from ros_pgpt.ros.bags import typestore
     from ros_pgpt.msg import GroundedObject, GroundedObjectArray
 
     topic = unique_name('detections')
@@ -198,7 +198,7 @@ def test_record_without_publishers_fails_clearly(tmp_path, ros_env):
 
 
 def test_replay_loop_stops_on_sigint(tmp_path, ros_env):
-    from ros_pgpt.bags import make_sample_bag
+    from ros_pgpt.ros.bags import make_sample_bag
 
     bag = tmp_path / 'cam'
     make_sample_bag(bag, frames=3, fps=10.0, width=160, height=120)
@@ -223,15 +223,15 @@ def test_record_matches_a_best_effort_publisher_and_replay_keeps_its_qos(tmp_pat
     from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import Image
 
-    from ros_pgpt import ros_io
-    from ros_pgpt.bags import replay
+    from ros_pgpt.ros import conversions
+    from ros_pgpt.ros.bags import replay
 
     topic = unique_name('best_effort_cam')
     best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
     node = rclpy.create_node('best_effort_camera', context=ros_context)
     pub = node.create_publisher(Image, topic, best_effort)
     out = tmp_path / 'rec'
-    frame = ros_io.rgb_to_image_msg(np.zeros((24, 32, 3), np.uint8))  # small: best effort over loopback keeps it
+    frame = conversions.rgb_to_image_msg(np.zeros((24, 32, 3), np.uint8))  # small: best effort over loopback keeps it
     try:
         argv = ['-m', 'ros_pgpt', 'record', str(out), '--topics', topic, '--duration', '60']
         with RosProcess(argv, ros_env, cwd=REPO_ROOT) as proc:
@@ -284,7 +284,7 @@ def test_replay_publishes_the_bag_time_on_clock(tmp_path, ros_env, ros_context):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
 
-    from ros_pgpt.bags import make_sample_bag
+    from ros_pgpt.ros.bags import make_sample_bag
 
     bag = tmp_path / 'cam'
     truth = make_sample_bag(bag, frames=10, fps=10.0, width=160, height=120)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ros_pgpt.bench import STAGES, ratios
+from ros_pgpt.tools.bench import STAGES, ratios
 
 pytestmark = pytest.mark.timeout(900)
 

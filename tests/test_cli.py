@@ -86,7 +86,7 @@ def test_info_json_reports_the_environment():
 
 
 def test_info_text(capsys):
-    from ros_pgpt import info
+    from ros_pgpt.tools import info
     assert info.main(['--no-torch']) == 0
     out = capsys.readouterr().out
     assert f'ros_pgpt     {__version__}' in out

@@ -97,7 +97,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 import ros_pgpt, vision_msgs
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.node.query import QueryClient, build_request
+from ros_pgpt.ros.query import QueryClient, build_request
 
 node = subprocess.Popen([sys.executable, EXE, '--ros-args', '-r', '__ns:=/colcon3d'],
                         stdout=open('colcon3d_node.log', 'w'), stderr=subprocess.STDOUT)

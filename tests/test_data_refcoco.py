@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from ros_pgpt.data import Query, Sample
-from ros_pgpt.data.refcoco import (
-    RefCocoDataset, polygons_to_mask, rle_string_to_counts, rle_to_mask,
-)
+from ros_pgpt.data.refcoco import RefCocoDataset, polygons_to_mask, rle_string_to_counts, rle_to_mask
 
 H, W = 48, 64
 

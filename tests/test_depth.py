@@ -1,10 +1,10 @@
-"""ros_pgpt.depth: depth decoding, intrinsics scaling and per-object 3D statistics (no ROS, no model)."""
+"""ros_pgpt.ros.depth: depth decoding, intrinsics scaling and per-object 3D statistics (no ROS, no model)."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from ros_pgpt import depth as D
+from ros_pgpt.ros import depth as D
 
 K640 = D.Intrinsics(fx=500.0, fy=500.0, cx=319.5, cy=239.5, width=640, height=480)
 

@@ -1,10 +1,10 @@
 """``ros-pgpt diagnose``: each single-object answer lands in exactly one outcome."""
 from ros_pgpt.checkpoints import default_checkpoint
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.diagnose import OUTCOMES, diagnose, linear_probes, prompt_family, single_outcome, size_bin
-from ros_pgpt.evaluate import held_out_samples
-from ros_pgpt.metrics import box_iou
-from ros_pgpt.predictor import DEFAULT_MATCH_THRESHOLD, GroundedObject, GroundingResult, Predictor
+from ros_pgpt.tools.diagnose import OUTCOMES, diagnose, linear_probes, prompt_family, single_outcome, size_bin
+from ros_pgpt.training.evaluate import held_out_samples
+from ros_pgpt.data.geometry import box_iou
+from ros_pgpt.inference.predictor import DEFAULT_MATCH_THRESHOLD, GroundedObject, GroundingResult, Predictor
 
 
 def _answer(*boxes, mask=None):

@@ -8,10 +8,19 @@ import pytest
 from ros_pgpt.data import COLOURS, SHAPES, SIZES, SceneGenerator
 from ros_pgpt.data.camera import HELD_OUT_PHOTOS
 from ros_pgpt.data.corpus import text_corpus
-from ros_pgpt.eval_conditions import (CONDITIONS, CONDITION_NAMES, EVAL_SYNONYMS, PLURAL_SYNONYMS,
-                                      UNKNOWN_CONCEPTS, condition_samples, conditions_table, held_out_synonyms,
-                                      unknown_concept_prompt, user_wording)
-from ros_pgpt.evaluate import main as eval_main
+from ros_pgpt.training.eval_conditions import (
+    CONDITIONS,
+    CONDITION_NAMES,
+    EVAL_SYNONYMS,
+    PLURAL_SYNONYMS,
+    UNKNOWN_CONCEPTS,
+    condition_samples,
+    conditions_table,
+    held_out_synonyms,
+    unknown_concept_prompt,
+    user_wording,
+)
+from ros_pgpt.training.evaluate import main as eval_main
 
 VOCABULARY = set(COLOURS) | set(SHAPES) | set(SIZES) | {s + "s" for s in SHAPES}
 SYNONYMS = {s for values in EVAL_SYNONYMS.values() for s in values} | set(PLURAL_SYNONYMS.values())
@@ -75,7 +84,7 @@ def test_conditions_have_their_own_seeds_and_held_out_photographs():
     assert backgrounds <= {"photo:" + n for n in HELD_OUT_PHOTOS} and len(backgrounds) >= 3
     clean = next(c for c in CONDITIONS if c.name == "clean")
     first = next(condition_samples(clean, 1))[1]
-    from ros_pgpt.evaluate import held_out_samples
+    from ros_pgpt.training.evaluate import held_out_samples
 
     plain = next(held_out_samples(1))[1]
     assert first.scene.image.tobytes() != plain.scene.image.tobytes()
@@ -103,8 +112,8 @@ def test_eval_conditions_end_to_end_on_the_shipped_checkpoint(tmp_path, capsys):
 def test_the_conditions_training_config_never_draws_held_out_photographs_or_resolutions():
     from ros_helpers import REPO_ROOT
 
-    from ros_pgpt.config import load_config
-    from ros_pgpt.train import scene_generator
+    from ros_pgpt.training.config import load_config
+    from ros_pgpt.training.loop import scene_generator
 
     _, train_config = load_config(REPO_ROOT / "configs" / "conditions.yaml")
     mix = scene_generator(train_config)

@@ -14,12 +14,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ros_pgpt.build import load_model
+from ros_pgpt.model.build import load_model
 from ros_pgpt.export.graphs import ProjectorGraph, pooling_matrix, supported_counts
 from ros_pgpt.export.llm import KVLlama
 from ros_pgpt.export.onnx_export import ParityError, check_parity, example_frames, export_checkpoint
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.runtime.artifacts import checkpoint_fingerprint, export_status, file_sha256
+from ros_pgpt.export.artifacts import checkpoint_fingerprint, export_status, file_sha256
 
 pytestmark = pytest.mark.timeout(900)
 

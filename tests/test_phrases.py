@@ -1,7 +1,7 @@
-"""ros_pgpt.phrases: an object's words from its prompt, and readable answers (no model)."""
+"""ros_pgpt.data.phrases: an object's words from its prompt, and readable answers (no model)."""
 import pytest
 
-from ros_pgpt.phrases import object_phrase, readable_answer
+from ros_pgpt.data.phrases import object_phrase, readable_answer
 
 
 @pytest.mark.parametrize('prompt, phrase', [

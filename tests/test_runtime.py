@@ -8,16 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from ros_pgpt.batching import encode_prompt, image_tensor
-from ros_pgpt.build import load_model
+from ros_pgpt.data.prompts import encode_prompt
+from ros_pgpt.data.letterbox import image_tensor
+from ros_pgpt.model.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.metrics import box_iou
-from ros_pgpt.predictor import DEFAULT_MASK_THRESHOLD, DEFAULT_MATCH_THRESHOLD, DUPLICATE_IOU, Predictor
-from ros_pgpt.runtime import BACKENDS, create_engine, create_predictor, select_backend
-from ros_pgpt.runtime.ort_backend import OrtEngine
-from ros_pgpt.runtime.parity import compare_predictors
-from ros_pgpt.transforms import Letterbox
+from ros_pgpt.data.geometry import box_iou
+from ros_pgpt.inference.predictor import (
+    DEFAULT_MASK_THRESHOLD,
+    DEFAULT_MATCH_THRESHOLD,
+    DUPLICATE_IOU,
+    Predictor,
+)
+from ros_pgpt.inference.backends import BACKENDS, create_engine, create_predictor, select_backend
+from ros_pgpt.inference.ort_engine import OrtEngine
+from ros_pgpt.tools.parity import compare_predictors
+from ros_pgpt.data.letterbox import Letterbox
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -59,14 +65,14 @@ def test_auto_prefers_an_export_and_says_why(exported, tmp_path, caplog):
     assert backend == "onnxruntime" and "not tensorrt" in reason and "matches" in reason
     backend, reason = select_backend(checkpoint, tmp_path / "empty")
     assert backend == "pytorch" and "no manifest.json" in reason
-    with caplog.at_level(logging.INFO, logger="ros_pgpt.runtime"):
+    with caplog.at_level(logging.INFO, logger="ros_pgpt.inference.backends"):
         predictor = create_predictor(checkpoint, engine_dir=out)
     assert predictor.backend["backend"] == "onnxruntime"
     assert any("backend auto -> onnxruntime" in r.message for r in caplog.records)
 
 
 def test_tensorrt_backend_explains_when_unusable(exported):
-    from ros_pgpt.runtime import tensorrt_usable
+    from ros_pgpt.inference.backends import tensorrt_usable
 
     ok, why = tensorrt_usable()
     if ok:
@@ -351,7 +357,7 @@ def test_pytorch_engine_matches_the_original_generation_loop(exported):
 
 
 class ReferencePredictor:
-    """ros_pgpt/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
+    """ros_pgpt/inference/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
     frame features cached per key, image-prefix KV cache per count, deep-copied per prompt;
     plus the match head's refusal of a first object, which answers "none", and the end of an answer at
     an object found again (``DUPLICATE_IOU``; both came after that commit)."""
@@ -464,13 +470,13 @@ def test_auto_exports_on_first_use_once_under_a_lock(tmp_path):
     import sys
 
     from ros_pgpt.export.testing import tiny_checkpoint
-    from ros_pgpt.runtime.artifacts import export_status
+    from ros_pgpt.export.artifacts import export_status
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny")
     out = tmp_path / "export"
     code = ("import logging, sys\n"
             "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
-            "from ros_pgpt.runtime import create_predictor\n"
+            "from ros_pgpt.inference.backends import create_predictor\n"
             "p = create_predictor(sys.argv[1], engine_dir=sys.argv[2])\n"
             "print('BACKEND', p.backend['backend'], p.backend['reason'])\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(checkpoint), str(out)], stdout=subprocess.PIPE,
@@ -484,7 +490,7 @@ def test_auto_exports_on_first_use_once_under_a_lock(tmp_path):
 
 
 def test_auto_falls_back_to_pytorch_when_the_export_fails(tmp_path, monkeypatch):
-    import ros_pgpt.runtime as runtime
+    import ros_pgpt.inference.backends as runtime
     from ros_pgpt.export.testing import tiny_checkpoint
 
     def broken(*_args, **_kwargs):

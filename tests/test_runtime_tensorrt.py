@@ -11,8 +11,15 @@ import json
 import numpy as np
 import pytest
 
-from ros_pgpt.export.tensorrt_build import (MAX_BATCH, MAX_OBJECTS, calibration_batches, engine_plan, profiles_for,
-                                            stamp_matches, tensorrt_available)
+from ros_pgpt.export.tensorrt_build import (
+    MAX_BATCH,
+    MAX_OBJECTS,
+    calibration_batches,
+    engine_plan,
+    profiles_for,
+    stamp_matches,
+    tensorrt_available,
+)
 
 TRT_OK, TRT_WHY = tensorrt_available()
 needs_tensorrt = pytest.mark.skipif(not TRT_OK, reason=f"needs TensorRT and a CUDA device: {TRT_WHY}")
@@ -128,7 +135,7 @@ def test_int8_encoder_engine_calibrates_on_scenes(exported):
 @needs_tensorrt
 def test_tensorrt_backend_agrees_with_onnxruntime(exported):
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.runtime import create_predictor
+    from ros_pgpt.inference.backends import create_predictor
 
     checkpoint, out, _ = exported
     trt = create_predictor(checkpoint, backend="tensorrt", precision="fp16", engine_dir=out)

@@ -1,8 +1,8 @@
-"""ros_pgpt.tracking: stable ids for standing-prompt objects (no middleware, no model)."""
+"""ros_pgpt.ros.tracking: stable ids for standing-prompt objects (no middleware, no model)."""
 import numpy as np
 
-from ros_pgpt.metrics import box_iou
-from ros_pgpt.tracking import Observation, Tracker, placed_mask_iou
+from ros_pgpt.data.geometry import box_iou
+from ros_pgpt.ros.tracking import Observation, Tracker, placed_mask_iou
 
 
 def box(x, y, size=40):

@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from ros_pgpt.build import WEIGHTS_FILE, checkpoint_metadata, load_model
-from ros_pgpt.config import load_config
+from ros_pgpt.model.build import WEIGHTS_FILE, checkpoint_metadata, load_model
+from ros_pgpt.training.config import load_config
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.predictor import Predictor
-from ros_pgpt.train import (build_optimizer, configure_trainable, lr_factor, new_model, scene_generator, step_items,
-                            train, train_step)
+from ros_pgpt.inference.predictor import Predictor
+from ros_pgpt.training.loop import (
+    build_optimizer,
+    configure_trainable,
+    lr_factor,
+    new_model,
+    scene_generator,
+    step_items,
+    train,
+    train_step,
+)
 
 from conftest import TINY_CONFIG
 

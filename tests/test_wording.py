@@ -1,11 +1,18 @@
-"""ros_pgpt.wording: free wording onto the trained phrasing, held-out synonyms, refusals of unknown words."""
+"""ros_pgpt.data.wording: free wording onto the trained phrasing, held-out synonyms, refusals of unknown words."""
 import numpy as np
 import pytest
 
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.data.corpus import _layout_scene
 from ros_pgpt.data.held_out_words import DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS, TEST_UNKNOWN
-from ros_pgpt.wording import KNOWN_WORDS, UnknownWords, canonical_prompt, known_prompt, synonym_table, unknown_words
+from ros_pgpt.data.wording import (
+    KNOWN_WORDS,
+    UnknownWords,
+    canonical_prompt,
+    known_prompt,
+    synonym_table,
+    unknown_words,
+)
 
 
 def generated_prompts(count_layouts: int, seed: int) -> list[str]:
@@ -131,7 +138,7 @@ def test_words_outside_the_table_stay_unknown():
 
 
 def test_check_reports_rates():
-    from ros_pgpt.wording import check_held_out
+    from ros_pgpt.tools.wording import check_held_out
 
     report = check_held_out()
     test = report['test']

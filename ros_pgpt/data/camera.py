@@ -87,7 +87,7 @@ def camera_effects(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         table = np.clip(255.0 * (levels ** gamma) * gain * channels[None, :], 0, 255).astype(np.uint8)
         img = cv2.LUT(img, table[None])  # one 256-entry table per channel
     if noise:  # a random window of the lighting's fixed noise image: drawing fresh noise costs 5x more
-        from .scenes import _NOISE_PAD, _NOISE_SIGMA, _noise_bank
+        from ros_pgpt.data.scenes import _NOISE_PAD, _NOISE_SIGMA, _noise_bank
 
         H, W = img.shape[:2]
         k = rng.uniform(4.0, 12.0) / _NOISE_SIGMA

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenes import (
-    COLOURS, LARGE_SIZE_RANGE, SHAPES, SIZES, SMALL_SIZE_RANGE, Scene, SceneGenerator, SceneObject,
+from ros_pgpt.data.scenes import (
+    COLOURS,
+    LARGE_SIZE_RANGE,
+    SHAPES,
+    SIZES,
+    SMALL_SIZE_RANGE,
+    Scene,
+    SceneGenerator,
+    SceneObject,
 )
 
 __all__ = ["text_corpus"]

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .scenes import Query, Sample, Scene, SceneObject
+from ros_pgpt.data.scenes import Query, Sample, Scene, SceneObject
 
 __all__ = ["RefCocoDataset", "polygons_to_mask", "rle_to_mask", "rle_string_to_counts",
            "segmentation_to_mask"]

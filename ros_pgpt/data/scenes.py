@@ -537,7 +537,7 @@ class SceneGenerator:
         self.plural_several = float(plural_several)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
-        from .camera import PHOTO_FILES, TRAIN_PHOTOS
+        from ros_pgpt.data.camera import PHOTO_FILES, TRAIN_PHOTOS
 
         self.photos = tuple(TRAIN_PHOTOS if photos is None else photos)
         unknown = set(self.photos) - set(PHOTO_FILES)
@@ -566,7 +566,7 @@ class SceneGenerator:
             if p is not None:
                 placed.append(p)
         if self.photo_backgrounds and rng.random() < self.photo_backgrounds:
-            from .camera import photo_background
+            from ros_pgpt.data.camera import photo_background
 
             name, img = photo_background(rng, W, H, self.photos)
             bg_kind = "photo:" + name
@@ -579,7 +579,7 @@ class SceneGenerator:
         if self.lighting:
             img = _apply_lighting(rng, img, bg_kind == "noise")
         if self.camera_effects and rng.random() < self.camera_effects:
-            from .camera import camera_effects
+            from ros_pgpt.data.camera import camera_effects
 
             img = camera_effects(rng, img)
         objects, distractors = [], []

@@ -1,0 +1,6 @@
+"""``python -m ros_pgpt.ros [--ros-args ...]``: run the perception node."""
+import sys
+
+from ros_pgpt.ros import main
+
+sys.exit(main())
