@@ -189,6 +189,25 @@ def test_stale_frame_refused(node):
     assert node.query('point to every shape').success
 
 
+def test_latest_frame_query_reuses_the_frame_the_model_holds(node):
+    def stamp(response):
+        assert response.success, response.message
+        return response.result.header.stamp.sec
+
+    try:
+        assert all(r.successful for r in node.set_parameters(frame_reuse_s=0.0))
+        node.publish_frame(scene(23).scene.image, stamp=(300, 0))
+        assert stamp(node.query('point to every shape')) == 300, '0 = always the newest frame'
+        assert all(r.successful for r in node.set_parameters(frame_reuse_s=5.0))
+        node.publish_frame(scene(24).scene.image, stamp=(301, 0))
+        reused = node.query('where is the red object?')
+        assert stamp(reused) == 300 and reused.result.frame_cached, 'a recent held frame answers'
+        assert all(r.successful for r in node.set_parameters(frame_reuse_s=0.0))
+        assert stamp(node.query('where is the red object?')) == 301
+    finally:
+        node.set_parameters(frame_reuse_s=0.2)
+
+
 # ------------------------------------------------------------------ bad input
 def _image_request(node, data=None, **fields):
     from ros_pgpt.ros import conversions

@@ -54,6 +54,7 @@ except ImportError:  # pragma: no cover - plain node fallback
         ERROR = 99
 
 SERVICE_QUEUE_DEPTH = 100  # query requests the middleware holds until the executor takes them
+LATEST_FRAME = object()  # a query's source: the camera frame chosen when it runs
 
 
 @dataclass
@@ -99,6 +100,7 @@ class PerceptionNode(_BaseNode):
         self._outputs: NodeOutputs | None = None
         self._frame: Frame | None = None  # the newest camera frame
         self._frame_lock = threading.Lock()
+        self._held: Frame | None = None  # the camera frame the model encoded last (worker thread only)
         self._frames_received = 0
         self._last_standing = -math.inf
         self._faults: dict[str, list] = {}
@@ -233,7 +235,7 @@ class PerceptionNode(_BaseNode):
             self._sub = None
         self._outputs.unsubscribe()
         with self._frame_lock:  # a frame from before deactivation must not answer "stale" after activation
-            self._frame = None
+            self._frame = self._held = None
         self.get_logger().info('deactivated: camera unsubscribed, queries answered "not active"')
         return TransitionCallbackReturn.SUCCESS
 
@@ -319,7 +321,7 @@ class PerceptionNode(_BaseNode):
                 # Keep to the rate's grid (a frame arrives up to a frame period after the due time);
                 # restart it from now after a pause rather than bursting to catch up.
                 self._last_standing = due if now - due < period else now
-                self._worker.submit_standing(lambda: self._run_standing(frame), frame.key)
+                self._worker.submit_standing(lambda: self._run_standing(frame))
 
     def _frame_rgb(self, frame: Frame):
         """Decode a camera frame once (worker thread); raises ImageError."""
@@ -355,6 +357,7 @@ class PerceptionNode(_BaseNode):
             return
         results = []
         t0 = time.perf_counter()
+        self._held = frame
         for prompt in prompts:
             try:
                 # 3D needs the masks, whether or not they are sent
@@ -416,18 +419,12 @@ class PerceptionNode(_BaseNode):
             return self._fault('visual_tokens', f'visual_tokens={request.visual_tokens} exceeds the model\'s '
                                                 f'maximum {maximum}')
         if conversions.is_empty_image(request.image):
-            with self._frame_lock:
-                frame = self._frame
-            if frame is None:
-                return self._fault('no_frame', f'no image in the request and no frame received on '
-                                               f'{self._camera_topic()} yet')
-            age, max_age = time.monotonic() - frame.received, self._p('max_image_age')
-            if max_age > 0 and age > max_age:
-                return self._fault('stale', f'the latest frame from {self._camera_topic()} is {age:.1f} s old '
-                                            f'(max_image_age {max_age:g} s); is the camera still publishing?')
-            source, frame_key = frame, frame.key
+            fault = self._latest_frame_fault()
+            if fault is not None:
+                return fault
+            source = LATEST_FRAME  # chosen when the query runs (_query_frame)
         else:
-            source, frame_key = request.image, None
+            source = request.image
         future, executor = Future(), self.executor
 
         def done(result, error):  # worker thread: complete the future, wake the executor to resume us
@@ -437,7 +434,7 @@ class PerceptionNode(_BaseNode):
                 future.set_exception(error)
             executor.wake()
         try:
-            self._worker.submit_query(lambda: self._run_query(request, source, tokens, boxes, t0), done, frame_key)
+            self._worker.submit_query(lambda: self._run_query(request, source, tokens, boxes, t0), done)
         except Busy as exc:
             return self._fault('busy', str(exc))
         try:
@@ -447,6 +444,33 @@ class PerceptionNode(_BaseNode):
         except Exception as exc:  # noqa: BLE001 - _run_query answers its own errors; keep serving anyway
             return self._fault('internal', f'internal error: {type(exc).__name__}: {exc}')
 
+    def _latest_frame_fault(self):
+        """The fault response when there is no usable camera frame, else None."""
+        with self._frame_lock:
+            frame = self._frame
+        if frame is None:
+            return self._fault('no_frame', f'no image in the request and no frame received on '
+                                           f'{self._camera_topic()} yet')
+        age, max_age = time.monotonic() - frame.received, self._p('max_image_age')
+        if max_age > 0 and age > max_age:
+            return self._fault('stale', f'the latest frame from {self._camera_topic()} is {age:.1f} s old '
+                                        f'(max_image_age {max_age:g} s); is the camera still publishing?')
+        return None
+
+    def _query_frame(self):
+        """The frame a latest-frame query answers on, chosen as it runs (worker thread): the frame the
+        model holds while it arrived at most frame_reuse_s ago, else the newest. A fault response when
+        there is none or it is stale."""
+        fault = self._latest_frame_fault()
+        if fault is not None:
+            return fault
+        with self._frame_lock:
+            newest, held = self._frame, self._held
+        reuse = self._p('frame_reuse_s')
+        if held is not None and reuse > 0 and time.monotonic() - held.received <= reuse:
+            return held
+        return newest
+
     def _run_query(self, request, source, tokens: int, boxes, t0: float):
         from ros_pgpt.srv import Query
 
@@ -454,13 +478,19 @@ class PerceptionNode(_BaseNode):
         if predictor is None or outputs is None:
             return self._fault('inactive', f'the node is not active (lifecycle state: {self.state_label})')
         tc = time.perf_counter()
+        if source is LATEST_FRAME:
+            source = self._query_frame()
+            if not isinstance(source, Frame):
+                return source  # no frame, or a stale one
         try:
             if isinstance(source, Frame):
                 where, key, header = f'latest frame from {self._camera_topic()}', source.key, source.header
                 rgb = self._frame_rgb(source)
+                self._held = source
             else:
                 where, key, header = 'request image', conversions.image_key(source), source.header
                 rgb = conversions.image_msg_to_rgb(source, self._p('max_image_pixels'))
+                self._held = None
             depth = outputs.depth_for_query(request, header, rgb.shape[1::-1])
         except conversions.ImageError as exc:
             return self._fault(exc.kind, f'{where}: {exc}')

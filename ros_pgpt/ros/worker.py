@@ -13,9 +13,9 @@ Scheduling:
   waiting standing run goes next. Under any query load the standing prompts
   therefore get at least every other turn and keep their rate, while a query
   waits behind at most one standing run.
-* **Same frame first**: among waiting queries, one on the frame the model
-  has just encoded runs before the others, so queries on one frame share its
-  vision work (the Predictor caches the newest frame only).
+* Queries run in arrival order. A latest-frame query picks its frame when it
+  starts (the node reuses the frame the model holds while it is recent), so
+  queries behind a standing run share its vision work.
 """
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ SHUTTING_DOWN = 'the node is shutting down'
 class Job:
     run: Callable[[], Any]
     done: Callable[[Any, BaseException | None], None] | None  # (result, error); None for standing runs
-    frame_key: object = None
 
 
 class InferenceWorker:
@@ -48,12 +47,11 @@ class InferenceWorker:
         self._stop = False
         self._on_error = on_error
         self._last_kind = None  # 'query' | 'standing': whose turn it was last
-        self._last_key = None  # frame key of the last job: the frame the model holds
         self.running = None  # 'query' | 'standing' | None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit_query(self, run, done, frame_key=None) -> None:
+    def submit_query(self, run, done) -> None:
         """Queue ``run()``; ``done(result, error)`` is called on the worker thread. Raises Busy when full."""
         with self._cond:
             if self._stop:
@@ -61,15 +59,15 @@ class InferenceWorker:
             if len(self._queries) >= self.queue_size:
                 raise Busy(f'busy: {len(self._queries)} queries are already waiting '
                            f'(queue_size {self.queue_size}); try again later')
-            self._queries.append(Job(run, done, frame_key))
+            self._queries.append(Job(run, done))
             self._cond.notify()
 
-    def submit_standing(self, run, frame_key=None) -> bool:
+    def submit_standing(self, run) -> bool:
         """Queue a standing-prompt run, replacing one that is still waiting. False if stopped."""
         with self._cond:
             if self._stop:
                 return False
-            self._standing = Job(run, None, frame_key)
+            self._standing = Job(run, None)
             self._cond.notify()
         return True
 
@@ -87,11 +85,7 @@ class InferenceWorker:
         if self._standing is not None and (not self._queries or self._last_kind != 'standing'):
             job, self._standing = self._standing, None
             return 'standing', job
-        same_frame = next((j for j in self._queries if j.frame_key is not None and j.frame_key == self._last_key),
-                          None)
-        job = same_frame or self._queries[0]
-        self._queries.remove(job)
-        return 'query', job
+        return 'query', self._queries.popleft()
 
     def _loop(self):
         while True:
@@ -102,7 +96,6 @@ class InferenceWorker:
                     break
                 kind, job = self._next_job()
                 self.running = self._last_kind = kind
-                self._last_key = job.frame_key
             result, error = None, None
             try:
                 result = job.run()
