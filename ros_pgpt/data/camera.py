@@ -87,12 +87,11 @@ def camera_effects(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         table = np.clip(255.0 * (levels ** gamma) * gain * channels[None, :], 0, 255).astype(np.uint8)
         img = cv2.LUT(img, table[None])  # one 256-entry table per channel
     if noise:  # a random window of the lighting's fixed noise image: drawing fresh noise costs 5x more
-        from ros_pgpt.data.scenes import _NOISE_PAD, _NOISE_SIGMA, _noise_bank
 
         H, W = img.shape[:2]
-        k = rng.uniform(4.0, 12.0) / _NOISE_SIGMA
-        oy, ox = int(rng.integers(_NOISE_PAD)), int(rng.integers(_NOISE_PAD))
-        img = cv2.addWeighted(img, 1.0, _noise_bank(H, W)[oy:oy + H, ox:ox + W], k, -128.0 * k)
+        k = rng.uniform(4.0, 12.0) / NOISE_SIGMA
+        oy, ox = int(rng.integers(NOISE_PAD)), int(rng.integers(NOISE_PAD))
+        img = cv2.addWeighted(img, 1.0, noise_bank(H, W)[oy:oy + H, ox:ox + W], k, -128.0 * k)
     if blur:
         if rng.random() < 0.5:
             img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.8, 2.0))
@@ -109,3 +108,22 @@ def camera_effects(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         assert ok
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
     return np.ascontiguousarray(img)
+
+
+_NOISE_BANK: dict[tuple[int, int], np.ndarray] = {}
+NOISE_PAD = 32
+NOISE_SIGMA = 16.0
+
+
+def noise_bank(h: int, w: int) -> np.ndarray:
+    """Fixed (seed-independent) Gaussian noise image, uint8 centred at 128."""
+    key = (h, w)
+    bank = _NOISE_BANK.get(key)
+    if bank is None:
+        r = np.random.default_rng(0x5EED)
+        bank = np.clip(r.normal(128.0, NOISE_SIGMA, (h + NOISE_PAD, w + NOISE_PAD, 3)), 0, 255)
+        bank = bank.astype(np.uint8)
+        _NOISE_BANK[key] = bank
+    return bank
+
+

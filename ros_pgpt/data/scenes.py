@@ -32,6 +32,8 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from ros_pgpt.data import camera
+
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "QUERY_KINDS", "DEFAULT_QUERY_WEIGHTS",
     "SMALL_SIZE_RANGE", "LARGE_SIZE_RANGE", "REFERENCE_SIDE", "POSITION_MARGIN",
@@ -356,23 +358,6 @@ _BG_CUM = np.cumsum(_BG_WEIGHTS) / _BG_WEIGHTS.sum()
 _TINTS = np.array([[0, 0, 0], [0.12, 0.03, -0.09], [-0.05, 0.0, 0.08], [-0.04, 0.05, -0.04]],
                   np.float32)
 
-_NOISE_BANK: dict[tuple[int, int], np.ndarray] = {}
-_NOISE_PAD = 32
-_NOISE_SIGMA = 16.0
-
-
-def _noise_bank(h: int, w: int) -> np.ndarray:
-    """Fixed (seed-independent) Gaussian noise image, uint8 centred at 128."""
-    key = (h, w)
-    bank = _NOISE_BANK.get(key)
-    if bank is None:
-        r = np.random.default_rng(0x5EED)
-        bank = np.clip(r.normal(128.0, _NOISE_SIGMA, (h + _NOISE_PAD, w + _NOISE_PAD, 3)), 0, 255)
-        bank = bank.astype(np.uint8)
-        _NOISE_BANK[key] = bank
-    return bank
-
-
 def _bg_colour(rng) -> np.ndarray:
     level = rng.uniform(60.0, 205.0)
     tint = _TINTS[rng.integers(len(_TINTS))] * rng.uniform(0.0, 1.0)
@@ -461,9 +446,9 @@ def _apply_lighting(rng, img: np.ndarray, noisy_bg: bool) -> np.ndarray:
         alpha = 1.0
     if noisy_bg or rng.random() < 0.5:  # noise (brightness folded in)
         sigma = rng.uniform(2.0, 8.0)
-        bank = _noise_bank(H, W)
-        oy, ox = int(rng.integers(_NOISE_PAD)), int(rng.integers(_NOISE_PAD))
-        k = sigma / _NOISE_SIGMA
+        bank = camera.noise_bank(H, W)
+        oy, ox = int(rng.integers(camera.NOISE_PAD)), int(rng.integers(camera.NOISE_PAD))
+        k = sigma / camera.NOISE_SIGMA
         img = cv2.addWeighted(img, alpha, bank[oy:oy + H, ox:ox + W], k, beta - 128.0 * k)
     else:
         img = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
@@ -537,12 +522,11 @@ class SceneGenerator:
         self.plural_several = float(plural_several)
         self.min_visible_fraction = float(min_visible_fraction)
         self.lighting = bool(lighting)
-        from ros_pgpt.data.camera import PHOTO_FILES, TRAIN_PHOTOS
 
-        self.photos = tuple(TRAIN_PHOTOS if photos is None else photos)
-        unknown = set(self.photos) - set(PHOTO_FILES)
+        self.photos = tuple(camera.TRAIN_PHOTOS if photos is None else photos)
+        unknown = set(self.photos) - set(camera.PHOTO_FILES)
         if unknown or not self.photos:
-            raise ValueError(f"photos must name some of {sorted(PHOTO_FILES)}; unknown: {sorted(unknown)}")
+            raise ValueError(f"photos must name some of {sorted(camera.PHOTO_FILES)}; unknown: {sorted(unknown)}")
         self.photo_backgrounds = float(photo_backgrounds)
         self.camera_effects = float(camera_effects)
         self.occlusion = float(occlusion)
@@ -566,9 +550,8 @@ class SceneGenerator:
             if p is not None:
                 placed.append(p)
         if self.photo_backgrounds and rng.random() < self.photo_backgrounds:
-            from ros_pgpt.data.camera import photo_background
 
-            name, img = photo_background(rng, W, H, self.photos)
+            name, img = camera.photo_background(rng, W, H, self.photos)
             bg_kind = "photo:" + name
         else:
             bg_kind, img = _background(rng, W, H, scale)
@@ -579,9 +562,8 @@ class SceneGenerator:
         if self.lighting:
             img = _apply_lighting(rng, img, bg_kind == "noise")
         if self.camera_effects and rng.random() < self.camera_effects:
-            from ros_pgpt.data.camera import camera_effects
 
-            img = camera_effects(rng, img)
+            img = camera.camera_effects(rng, img)
         objects, distractors = [], []
         for p in placed:
             vis = p.vis
