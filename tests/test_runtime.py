@@ -3,6 +3,7 @@
 import copy
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,12 +15,8 @@ from ros_pgpt.model.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
 from ros_pgpt.data.geometry import box_iou
-from ros_pgpt.inference.predictor import (
-    DEFAULT_MASK_THRESHOLD,
-    DEFAULT_MATCH_THRESHOLD,
-    DUPLICATE_IOU,
-    Predictor,
-)
+from ros_pgpt.inference.decoding import DecodingRules
+from ros_pgpt.inference.predictor import Predictor
 from ros_pgpt.inference.backends import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.inference.ort_engine import OrtEngine
 from ros_pgpt.tools.parity import compare_predictors
@@ -108,6 +105,11 @@ def test_predictor_api_is_the_same_on_every_backend(predictors):
                 predictor.ground(None, "what is in <box>?", boxes=[box])
 
 
+def _set(predictor, **rules):
+    """Change some of ``predictor``'s decoding rules (the caller restores ``predictor.rules``)."""
+    predictor.rules = replace(predictor.rules, **rules)
+
+
 def _agree(reference, candidate, shape):
     assert candidate.answer == reference.answer
     assert len(candidate.objects) == len(reference.objects)
@@ -140,14 +142,14 @@ def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
     """0.5 decodes greedily; 0 decodes another object after every one until a repeat or ``max_objects``:
     its answers start with the greedy answer's objects, and some go on past them."""
     predictor = predictors[backend]
-    default = predictor.next_object_threshold
+    default = predictor.rules
     extended = 0
     try:
         for index, sample in enumerate(scenes(3, seed=4)):
             for query in sample.queries:
-                predictor.next_object_threshold = 0.5
+                _set(predictor, next_object_threshold=0.5)
                 greedy = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("n", index))
-                predictor.next_object_threshold = 0.0
+                _set(predictor, next_object_threshold=0.0)
                 eager = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 if not greedy.objects:  # nothing found: nothing to go on from
                     assert eager.objects == [] and eager.answer == greedy.answer
@@ -155,7 +157,7 @@ def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
                 assert [o.box for o in eager.objects[:len(greedy.objects)]] == [o.box for o in greedy.objects]
                 extended += len(eager.objects) > len(greedy.objects)
     finally:
-        predictor.next_object_threshold = default
+        predictor.rules = default
     assert extended, "threshold 0 never decoded an object past the greedy answer"
 
 
@@ -167,26 +169,26 @@ def test_first_object_threshold_lets_the_match_head_overrule_a_none(predictors, 
     predictor = predictors[backend]
     if not predictor.engine.has_match_head:
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
-    defaults = predictor.first_object_threshold, predictor.match_threshold
+    default = predictor.rules
     overruled = 0
     try:
         for index, sample in enumerate(scenes(20, seed=3)):  # 8 absent prompts
             for query in sample.queries:
-                predictor.first_object_threshold, predictor.match_threshold = 1.0, 0.0
+                _set(predictor, first_object_threshold=1.0, match_threshold=0.0)
                 llm = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("f", index))
-                predictor.first_object_threshold = 0.0
+                _set(predictor, first_object_threshold=0.0)
                 kept = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 if llm.answer != "none":
                     assert kept.answer == llm.answer and len(kept.objects) == len(llm.objects)
                     continue
-                predictor.match_threshold = float("inf")
+                _set(predictor, match_threshold=float("inf"))
                 refused = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 assert llm.objects == [] and llm.rejected == 0
                 assert kept.objects and kept.rejected == 0
                 assert refused.objects == [] and refused.rejected == 1 and refused.answer == "none"
                 overruled += 1
     finally:
-        predictor.first_object_threshold, predictor.match_threshold = defaults
+        predictor.rules = default
     assert overruled, "the LLM answered no prompt of the sample with \"none\""
 
 
@@ -197,30 +199,30 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
     predictor = predictors[backend]
     if not predictor.engine.has_match_head:
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
-    keep, refuse, default = None, None, predictor.match_threshold
+    keep, refuse, default = None, None, predictor.rules
     try:
         for index, sample in enumerate(scenes(4, seed=2)):
             for query in sample.queries:
-                predictor.match_threshold = 0.0
+                _set(predictor, match_threshold=0.0)
                 keep = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("m", index))
                 if keep.objects:
                     # Above every score: a sure match's float32 probability rounds to exactly 1.0.
-                    predictor.match_threshold = float("inf")
+                    _set(predictor, match_threshold=float("inf"))
                     refuse = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                     break
             if refuse is not None:
                 break
     finally:
-        predictor.match_threshold = default
+        predictor.rules = default
     assert refuse is not None, "no prompt of the sample made the LLM name an object"
     assert keep.rejected == 0 and all(0.0 <= o.score <= 1.0 for o in keep.objects)
     assert refuse.objects == [] and refuse.rejected == 1 and refuse.answer == "none"
     if len(keep.objects) > 1:  # a threshold just under the first object's score keeps every later one
-        predictor.match_threshold = keep.objects[0].score - 1e-6
+        _set(predictor, match_threshold=keep.objects[0].score - 1e-6)
         try:
             again = predictor.ground(None, query.prompt, boxes=query.input_boxes)
         finally:
-            predictor.match_threshold = default
+            predictor.rules = default
         assert [o.box for o in again.objects] == [o.box for o in keep.objects]
     # The refused <obj> was decoded and perceived: it is the answer's one token (no <eos> follows).
     assert refuse.answer_tokens == 1 and "perception" in refuse.timings
@@ -260,7 +262,7 @@ class MovingEngine(WrappedEngine):
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_an_object_found_again_ends_the_answer(predictors, backend):
-    """A later object on an earlier one's box (IoU >= DUPLICATE_IOU) ends the answer and is not reported;
+    """A later object on an earlier one's box (IoU >= ``duplicate_iou``) ends the answer and is not reported;
     one beside it is kept."""
     predictor = predictors[backend]
     plural = None
@@ -360,7 +362,7 @@ class ReferencePredictor:
     """ros_pgpt/inference/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
     frame features cached per key, image-prefix KV cache per count, deep-copied per prompt;
     plus the match head's refusal of a first object, which answers "none", and the end of an answer at
-    an object found again (``DUPLICATE_IOU``; both came after that commit)."""
+    an object found again (``duplicate_iou``; both came after that commit)."""
 
     def __init__(self, model, max_answer_tokens=12, max_objects=8):
         self.model, self.max_answer_tokens, self.max_objects = model, max_answer_tokens, max_objects
@@ -410,10 +412,10 @@ class ReferencePredictor:
                 box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map,
                                                                    pointer)
                 score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
-                if match is not None and not objects and score < DEFAULT_MATCH_THRESHOLD:  # refused: "none"
+                if match is not None and not objects and score < DecodingRules().match_threshold:  # refused: "none"
                     refused = True
                     break
-                if any(box_iou(box[0, 0].numpy(), earlier[1].numpy()) >= DUPLICATE_IOU for earlier in objects):
+                if any(box_iou(box[0, 0].numpy(), earlier[1].numpy()) >= DecodingRules().duplicate_iou for earlier in objects):
                     break
                 objects.append((score, box[0, 0], mask_logits[0, 0]))
                 feedback = model.perception_encoder(box[0]).unsqueeze(1)
@@ -423,7 +425,7 @@ class ReferencePredictor:
             return [], text, [], []
         unit = torch.stack([o[1] for o in objects]).numpy()
         out_boxes = [tuple(float(v) for v in b) for b in letterbox.boxes_from_unit(unit)]
-        planes = letterbox.mask_logits_to_source(torch.stack([o[2] for o in objects]).numpy()) > DEFAULT_MASK_THRESHOLD
+        planes = letterbox.mask_logits_to_source(torch.stack([o[2] for o in objects]).numpy()) > DecodingRules().mask_threshold
         return out_boxes, text, list(planes), [o[0] for o in objects]
 
 
