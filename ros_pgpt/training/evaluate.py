@@ -25,16 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ros_pgpt.data.geometry import box_iou, greedy_matches, mask_iou
+from ros_pgpt.data.geometry import box_iou, mask_iou, match_boxes
 from ros_pgpt.inference.decoding import DecodingRules
 
 EVAL_SEED_BASE = 10**12  # far above any training seed (train seeds are < 10**11)
 SINGLE_KINDS = ("single", "relation_box")
-
-
-def match_boxes(predicted, targets, threshold: float = 0.5) -> int:
-    """True positives of greedy one-to-one matching at IoU >= threshold."""
-    return sum(iou >= threshold for _, _, iou in greedy_matches(predicted, targets))
 
 
 class _Tally:
@@ -58,7 +53,8 @@ class _Tally:
             first = result.objects[0].mask if result.objects else None
             self.ious.append(mask_iou(first, target.mask) if first is not None else 0.0)
         elif query.kind == "plural":
-            hits = match_boxes(boxes, [scene.objects[i].box for i in query.targets])
+            # true positives: targets matched one-to-one at IoU >= 0.5
+            hits = sum(iou >= 0.5 for iou in match_boxes(boxes, [scene.objects[i].box for i in query.targets]))
             self.tp += hits
             self.fp += len(boxes) - hits
             self.fn += len(query.targets) - hits
