@@ -2,24 +2,26 @@
 
 ``test_checkpoint(tmp)`` gives the trained default checkpoint when it exists
 ($ROS_PGPT_CHECKPOINT or ros_pgpt/checkpoints/default), else an untrained
-tiny one written to ``tmp`` (tests/data/tiny_model.yaml when present, same
-code paths, far fewer FLOPs). fp32 parity holds for untrained weights too;
+tiny one written to ``tmp``. fp32 parity holds for untrained weights too;
 accuracy checks (int8) need the trained one and skip without it.
+
+The tiny model is tests/data/tiny_model.yaml (``TINY_CONFIG``), the one tiny
+config of every test: the training tests train it, ``tiny_checkpoint`` builds
+it untrained. Same code paths as the shipped model, far fewer FLOPs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-TINY_MODEL = {
-    "image_size": 128, "projector_channels": 32, "projector_depth": 1, "projector_pixels": True,
-    "projector_pool_heads": 2,
-    "max_visual_tokens": 16,
-    "llm_hidden": 64, "llm_layers": 2, "llm_heads": 2, "llm_intermediate": 128, "vocab_size": 400,
-    "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2,
-    "visual_pointer": True, "attribute_heads": True, "box_readout": "pixel_votes",
-    "match_head": True,
-}
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_model.yaml"
+
+
+def tiny_config() -> dict:
+    """tests/data/tiny_model.yaml as a dict with ``model`` and ``train`` sections."""
+    import yaml
+
+    return yaml.safe_load(TINY_CONFIG.read_text())
 
 
 def trained_checkpoint() -> Path | None:
@@ -38,9 +40,10 @@ def tiny_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
     from ros_pgpt.model.config import model_config_from_dict
     from ros_pgpt.data.corpus import text_corpus
 
+    tiny = tiny_config()
     torch.manual_seed(seed)
-    config = model_config_from_dict(TINY_MODEL | overrides)
-    model = build_model(config, tokenizer_texts=text_corpus(200, seed=seed))
+    config = model_config_from_dict(tiny["model"] | overrides)
+    model = build_model(config, tokenizer_texts=text_corpus(tiny["train"]["tokenizer_corpus_samples"], seed=seed))
     return save_checkpoint(model, Path(directory), config=config, metadata={"step": 0})
 
 

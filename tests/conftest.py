@@ -33,7 +33,7 @@ def ros_context(ros_env):
         yield ctx
 
 
-TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"
+from ros_pgpt.export.testing import TINY_CONFIG  # noqa: E402,F401  (the one tiny test config)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from ros_pgpt.data import SceneGenerator
 from ros_pgpt.tools.diagnose import OUTCOMES, diagnose, linear_probes, prompt_family, single_outcome, size_bin
 from ros_pgpt.training.evaluate import held_out_samples
 from ros_pgpt.data.geometry import box_iou
-from ros_pgpt.inference.predictor import DEFAULT_MATCH_THRESHOLD, GroundedObject, GroundingResult, Predictor
+from ros_pgpt.inference.decoding import DecodingRules
+from ros_pgpt.inference.predictor import GroundedObject, GroundingResult, Predictor
 
 
 def _answer(*boxes, mask=None):
@@ -72,7 +73,7 @@ def test_report_counts_every_prompt_once():
     assert lone["scenes"] == 4 and lone["boxed"] >= 3, "a lone object asked for by colour and shape is found"
     assert 0.0 <= lone["score_min"] <= lone["score_median"] <= lone["score_max"] <= 1.0
     assert lone["refused_at"]["0.2"] <= lone["refused_at"]["0.5"] <= 4
-    assert predictor.match_threshold == DEFAULT_MATCH_THRESHOLD, "the predictor's threshold is restored"
+    assert predictor.rules == DecodingRules(), "the predictor's rules are restored"
     assert report["linear_probes"] is None, "probes are opt-in"
 
 

@@ -32,22 +32,6 @@ def test_params_yaml_matches_declared_parameters():
         assert name in params, f'{name} missing from {CONFIG.name}'
 
 
-def test_decoding_parameters_default_to_the_predictors():
-    """The node, its launch config and the Python API decode alike unless someone chooses otherwise."""
-    from ros_pgpt.ros.params import BY_NAME
-    from ros_pgpt.inference.predictor import (
-        DEFAULT_FIRST_OBJECT_THRESHOLD,
-        DEFAULT_MATCH_THRESHOLD,
-        DEFAULT_NEXT_OBJECT_THRESHOLD,
-    )
-
-    params = yaml.safe_load(CONFIG.read_text())['/**']['ros__parameters']
-    for name, default in (('match_threshold', DEFAULT_MATCH_THRESHOLD),
-                          ('next_object_threshold', DEFAULT_NEXT_OBJECT_THRESHOLD),
-                          ('first_object_threshold', DEFAULT_FIRST_OBJECT_THRESHOLD)):
-        assert BY_NAME[name].default == default == params[name], name
-
-
 def test_cmake_installs_launch_config_and_entry_point():
     text = (REPO_ROOT / 'CMakeLists.txt').read_text()
     assert 'install(DIRECTORY launch config' in text

@@ -1,29 +1,19 @@
 """Runtime backends (issue 4): one interface, backend selection, caching, parity with PyTorch."""
 
-import copy
 import logging
 import math
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
-import torch
 
-from ros_pgpt.data.prompts import encode_prompt
-from ros_pgpt.data.letterbox import image_tensor
-from ros_pgpt.model.build import load_model
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.export.testing import shared_export
-from ros_pgpt.data.geometry import box_iou
-from ros_pgpt.inference.predictor import (
-    DEFAULT_MASK_THRESHOLD,
-    DEFAULT_MATCH_THRESHOLD,
-    DUPLICATE_IOU,
-    Predictor,
-)
+from ros_pgpt.inference.decoding import DecodingRules
+from ros_pgpt.inference.predictor import Predictor
 from ros_pgpt.inference.backends import BACKENDS, create_engine, create_predictor, select_backend
 from ros_pgpt.inference.ort_engine import OrtEngine
 from ros_pgpt.tools.parity import compare_predictors
-from ros_pgpt.data.letterbox import Letterbox
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -108,6 +98,11 @@ def test_predictor_api_is_the_same_on_every_backend(predictors):
                 predictor.ground(None, "what is in <box>?", boxes=[box])
 
 
+def _set(predictor, **rules):
+    """Change some of ``predictor``'s decoding rules (the caller restores ``predictor.rules``)."""
+    predictor.rules = replace(predictor.rules, **rules)
+
+
 def _agree(reference, candidate, shape):
     assert candidate.answer == reference.answer
     assert len(candidate.objects) == len(reference.objects)
@@ -140,14 +135,14 @@ def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
     """0.5 decodes greedily; 0 decodes another object after every one until a repeat or ``max_objects``:
     its answers start with the greedy answer's objects, and some go on past them."""
     predictor = predictors[backend]
-    default = predictor.next_object_threshold
+    default = predictor.rules
     extended = 0
     try:
         for index, sample in enumerate(scenes(3, seed=4)):
             for query in sample.queries:
-                predictor.next_object_threshold = 0.5
+                _set(predictor, next_object_threshold=0.5)
                 greedy = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("n", index))
-                predictor.next_object_threshold = 0.0
+                _set(predictor, next_object_threshold=0.0)
                 eager = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 if not greedy.objects:  # nothing found: nothing to go on from
                     assert eager.objects == [] and eager.answer == greedy.answer
@@ -155,7 +150,7 @@ def test_next_object_threshold_only_extends_greedy_answers(predictors, backend):
                 assert [o.box for o in eager.objects[:len(greedy.objects)]] == [o.box for o in greedy.objects]
                 extended += len(eager.objects) > len(greedy.objects)
     finally:
-        predictor.next_object_threshold = default
+        predictor.rules = default
     assert extended, "threshold 0 never decoded an object past the greedy answer"
 
 
@@ -167,26 +162,26 @@ def test_first_object_threshold_lets_the_match_head_overrule_a_none(predictors, 
     predictor = predictors[backend]
     if not predictor.engine.has_match_head:
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
-    defaults = predictor.first_object_threshold, predictor.match_threshold
+    default = predictor.rules
     overruled = 0
     try:
         for index, sample in enumerate(scenes(20, seed=3)):  # 8 absent prompts
             for query in sample.queries:
-                predictor.first_object_threshold, predictor.match_threshold = 1.0, 0.0
+                _set(predictor, first_object_threshold=1.0, match_threshold=0.0)
                 llm = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("f", index))
-                predictor.first_object_threshold = 0.0
+                _set(predictor, first_object_threshold=0.0)
                 kept = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 if llm.answer != "none":
                     assert kept.answer == llm.answer and len(kept.objects) == len(llm.objects)
                     continue
-                predictor.match_threshold = float("inf")
+                _set(predictor, match_threshold=float("inf"))
                 refused = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                 assert llm.objects == [] and llm.rejected == 0
                 assert kept.objects and kept.rejected == 0
                 assert refused.objects == [] and refused.rejected == 1 and refused.answer == "none"
                 overruled += 1
     finally:
-        predictor.first_object_threshold, predictor.match_threshold = defaults
+        predictor.rules = default
     assert overruled, "the LLM answered no prompt of the sample with \"none\""
 
 
@@ -197,30 +192,30 @@ def test_match_head_refusal_ends_the_answer(predictors, backend):
     predictor = predictors[backend]
     if not predictor.engine.has_match_head:
         pytest.skip("the checkpoint under test has no match head (match_head: false)")
-    keep, refuse, default = None, None, predictor.match_threshold
+    keep, refuse, default = None, None, predictor.rules
     try:
         for index, sample in enumerate(scenes(4, seed=2)):
             for query in sample.queries:
-                predictor.match_threshold = 0.0
+                _set(predictor, match_threshold=0.0)
                 keep = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes, key=("m", index))
                 if keep.objects:
                     # Above every score: a sure match's float32 probability rounds to exactly 1.0.
-                    predictor.match_threshold = float("inf")
+                    _set(predictor, match_threshold=float("inf"))
                     refuse = predictor.ground(None, query.prompt, boxes=query.input_boxes)
                     break
             if refuse is not None:
                 break
     finally:
-        predictor.match_threshold = default
+        predictor.rules = default
     assert refuse is not None, "no prompt of the sample made the LLM name an object"
     assert keep.rejected == 0 and all(0.0 <= o.score <= 1.0 for o in keep.objects)
     assert refuse.objects == [] and refuse.rejected == 1 and refuse.answer == "none"
     if len(keep.objects) > 1:  # a threshold just under the first object's score keeps every later one
-        predictor.match_threshold = keep.objects[0].score - 1e-6
+        _set(predictor, match_threshold=keep.objects[0].score - 1e-6)
         try:
             again = predictor.ground(None, query.prompt, boxes=query.input_boxes)
         finally:
-            predictor.match_threshold = default
+            predictor.rules = default
         assert [o.box for o in again.objects] == [o.box for o in keep.objects]
     # The refused <obj> was decoded and perceived: it is the answer's one token (no <eos> follows).
     assert refuse.answer_tokens == 1 and "perception" in refuse.timings
@@ -260,7 +255,7 @@ class MovingEngine(WrappedEngine):
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_an_object_found_again_ends_the_answer(predictors, backend):
-    """A later object on an earlier one's box (IoU >= DUPLICATE_IOU) ends the answer and is not reported;
+    """A later object on an earlier one's box (IoU >= ``duplicate_iou``) ends the answer and is not reported;
     one beside it is kept."""
     predictor = predictors[backend]
     plural = None
@@ -333,98 +328,37 @@ def _equal(a, b):
     return len(a) == len(b) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
 
 
-def test_pytorch_engine_matches_the_original_generation_loop(exported):
-    """The refactored Predictor on PyTorch gives exactly what the pre-engine Predictor gave."""
-    checkpoint, _, _ = exported
-    model = load_model(checkpoint)
-    # The reference predates mask refinement (tested in test_mask_refine.py) and the next- and first-object
-    # thresholds (test_next_object_threshold_only_extends_greedy_answers,
-    # test_first_object_threshold_lets_the_match_head_overrule_a_none): compare unrefined masks, greedy answers.
-    predictor = Predictor(model, refine_masks=False, next_object_threshold=0.5, first_object_threshold=1.0)
-    reference = ReferencePredictor(model)
-    for index, sample in enumerate(scenes(2, seed=5)):
-        for query in sample.queries:
-            for count in (9, 16):
-                result = predictor.ground(sample.scene.image, query.prompt, boxes=query.input_boxes,
-                                          visual_tokens=count, key=index)
-                boxes, answer, masks, scores = reference.ground(sample.scene.image, query.prompt,
-                                                                query.input_boxes, count, key=index)
-                assert result.answer == answer
-                assert [o.box for o in result.objects] == boxes
-                assert [o.score for o in result.objects] == pytest.approx(scores, abs=1e-6)
-                for obj, mask in zip(result.objects, masks):
-                    assert np.array_equal(obj.mask, mask)
+@pytest.mark.parametrize("backend,precision", [("pytorch", "fp32"), ("onnxruntime", "fp32"),
+                                               ("onnxruntime", "int8")])
+def test_golden_outputs(request, backend, precision):
+    """The shipped checkpoint with the shipped decoding rules answers the golden prompts (tests/golden.py:
+    fixed scenes on which every rule changes some answer) as when tests/data/golden_outputs.json was written,
+    on every backend within that backend's tolerance (golden.TOLERANCES). A change of the decoding fails here."""
+    import golden
 
+    from ros_pgpt.export.artifacts import checkpoint_fingerprint
+    from ros_pgpt.export.testing import trained_checkpoint
 
-class ReferencePredictor:
-    """ros_pgpt/inference/predictor.py's Predictor as it was before the engine interface (commit a3aba49):
-    frame features cached per key, image-prefix KV cache per count, deep-copied per prompt;
-    plus the match head's refusal of a first object, which answers "none", and the end of an answer at
-    an object found again (``DUPLICATE_IOU``; both came after that commit)."""
-
-    def __init__(self, model, max_answer_tokens=12, max_objects=8):
-        self.model, self.max_answer_tokens, self.max_objects = model, max_answer_tokens, max_objects
-        self.key = self.frame = None
-
-    @torch.inference_mode()
-    def ground(self, image, prompt, boxes, count, key):
-        from transformers import DynamicCache
-
-        model = self.model
-        letterbox = Letterbox.for_image(image, model.image_size)
-        if key != self.key:
-            self.key = key
-            self.frame = (model.encode_frames(image_tensor(image, letterbox).unsqueeze(0)), {})
-        features, prefixes = self.frame
-        ids, lm = model.ids, model.language_model
-        encoded = encode_prompt(lm.tokenizer, ids, prompt,
-                                letterbox.boxes_to_unit(np.asarray(boxes, np.float32).reshape(-1, 4)))
-        count = model.projector.tokens_for(count)
-        if count not in prefixes:
-            embeds = model.image_prefix(features, count)
-            cache = DynamicCache()
-            prefix_hidden, _, _ = lm(embeds, past_key_values=cache)
-            prefixes[count] = (cache, embeds.shape[1], model.visual_hidden(prefix_hidden))
-        cache, position, visual = prefixes[count]
-        cache = copy.deepcopy(cache)
-        embeds = lm.embed(torch.tensor([encoded.ids]))
-        if encoded.box_positions:
-            embeds[0, encoded.box_positions] += model.perception_encoder(torch.from_numpy(encoded.boxes))
-        hidden, logits, _ = lm(embeds, past_key_values=cache,
-                               position_ids=torch.arange(position, position + embeds.shape[1]).unsqueeze(0))
-        position += embeds.shape[1]
-        objects, answer, feedback, refused = [], [], None, False
-        for _ in range(self.max_answer_tokens):
-            probs = logits[0, -1].softmax(-1)
-            token = int(probs.argmax())
-            if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
-                break
-            embeds = lm.embed(torch.tensor([[token]]))
-            if feedback is not None:
-                embeds = embeds + feedback
-            hidden, logits, _ = lm(embeds, past_key_values=cache, position_ids=torch.tensor([[position]]))
-            position += 1
-            feedback = None
-            if token == ids.obj:
-                pointer = model.pointer_grid(hidden[:, -1:], visual)
-                box, mask_logits, match = model.perception_decoder(hidden[:, -1:], features.memory, features.mask_map,
-                                                                   pointer)
-                score = float(probs[token]) if match is None else float(torch.sigmoid(match[0, 0]))
-                if match is not None and not objects and score < DEFAULT_MATCH_THRESHOLD:  # refused: "none"
-                    refused = True
-                    break
-                if any(box_iou(box[0, 0].numpy(), earlier[1].numpy()) >= DUPLICATE_IOU for earlier in objects):
-                    break
-                objects.append((score, box[0, 0], mask_logits[0, 0]))
-                feedback = model.perception_encoder(box[0]).unsqueeze(1)
-            answer.append(token)
-        text = lm.tokenizer.decode(answer, skip_special_tokens=False).strip() or ("none" if refused else "")
-        if not objects:
-            return [], text, [], []
-        unit = torch.stack([o[1] for o in objects]).numpy()
-        out_boxes = [tuple(float(v) for v in b) for b in letterbox.boxes_from_unit(unit)]
-        planes = letterbox.mask_logits_to_source(torch.stack([o[2] for o in objects]).numpy()) > DEFAULT_MASK_THRESHOLD
-        return out_boxes, text, list(planes), [o[0] for o in objects]
+    checkpoint = trained_checkpoint()
+    if checkpoint is None:
+        pytest.skip("golden outputs are of the shipped checkpoint (ros_pgpt/checkpoints/default)")
+    stored = golden.load()
+    # A rule's value may change without changing any golden answer (no golden score lies between old and new
+    # threshold): the values themselves are part of the golden file.
+    assert stored["rules"] == asdict(DecodingRules()), (
+        f"the shipped decoding rules are not those the golden outputs were written with ({stored['rules']}); "
+        f"after a deliberate change, regenerate them: {stored['command']}")
+    if backend == "pytorch":  # no export needed
+        predictor = create_predictor(checkpoint, backend=backend, precision=precision)
+    else:
+        _, out, _ = request.getfixturevalue("exported")
+        predictor = create_predictor(checkpoint, backend=backend, precision=precision, engine_dir=out)
+    failures, worst = golden.compare(stored["records"], golden.records(predictor, stored["scenes"]["seeds"]),
+                                     golden.TOLERANCES[f"{backend}-{precision}"])
+    note = ("" if stored["checkpoint_fingerprint"] == checkpoint_fingerprint(checkpoint) else
+            "\nthe checkpoint is not the one the golden outputs were written with; after a deliberate change, "
+            f"regenerate them: {stored['command']}")
+    assert not failures, "\n".join(failures[:10]) + f"\n({len(failures)} failures; largest differences {worst})" + note
 
 
 def test_int8_llm_finds_the_same_objects_and_keeps_accuracy(exported):

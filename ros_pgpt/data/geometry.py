@@ -20,16 +20,17 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def greedy_matches(predicted, truth) -> list[tuple[int, int, float]]:
-    """One-to-one (predicted index, truth index, IoU) pairs, best IoU first, IoU > 0 only."""
+def match_boxes(predicted, truth) -> list[float]:
+    """Greedy one-to-one IoU matching, best IoU first (IoU > 0 only): for each ground-truth box, the IoU of
+    the predicted box matched to it (0.0 if none)."""
     pairs = sorted(((box_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)),
                    reverse=True)
-    used_p, used_t, matches = set(), set(), []
+    used_p, used_t, ious = set(), set(), [0.0] * len(truth)
     for iou, i, j in pairs:
         if iou <= 0:
             break
         if i not in used_p and j not in used_t:
             used_p.add(i)
             used_t.add(j)
-            matches.append((i, j, iou))
-    return matches
+            ious[j] = iou
+    return ious

@@ -193,8 +193,8 @@ def create_predictor(checkpoint: str | Path | None = None, *, backend: str = "au
     export: True exports when missing even for ``auto``; False never exports
       (an explicit onnxruntime/tensorrt backend then needs an existing export);
       None (default): explicit backends export when missing, ``auto`` does not.
-    options: ``Predictor`` options (max_objects, max_answer_tokens, mask_threshold, match_threshold,
-    next_object_threshold, first_object_threshold, refine_masks).
+    options: ``Predictor`` options: ``rules=DecodingRules(...)`` and/or its fields (match_threshold, ...;
+      ``ros_pgpt.inference.decoding``).
     """
     from ros_pgpt.inference.predictor import Predictor
 

@@ -12,13 +12,14 @@ TensorRT); this module is the generation loop around it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ros_pgpt.data.prompts import boxes_from_text, encode_prompt
+from ros_pgpt.inference.decoding import DecodingRules
 from ros_pgpt.inference.mask_refine import refine_mask
 from ros_pgpt.data.geometry import box_iou
 from ros_pgpt.model.grounding_model import GroundingModel
@@ -26,31 +27,6 @@ from ros_pgpt.model.language_model import NONE_ANSWER
 from ros_pgpt.data.phrases import object_phrase
 from ros_pgpt.data.letterbox import Letterbox
 from ros_pgpt.data.wording import known_prompt
-
-
-# Below this match probability a first object is refused. Chosen on a held-out split (seed 1, 64 tokens:
-# "none" to 99 % of absent prompts at 0.4 as at 0.5, 94 % at 0.3; Acc@0.5 0.883 against 0.869 at 0.5) and
-# on lone objects (20 one-object scenes: 3 refused at 0.4 and 0.5, 2 at 0.2); docs/MODEL.md has the sweep.
-DEFAULT_MATCH_THRESHOLD = 0.4
-# Mask logit above which a source pixel belongs to the object (-2: probability 0.12). The mask head is
-# trained on soft coverage targets of a stride-4 grid and runs under-confident at object edges; on a
-# held-out split (seed 1) mask mIoU peaked at -2 (0.547, against 0.515 at 0).
-DEFAULT_MASK_THRESHOLD = -2.0
-# After the first object, another <obj> is decoded whenever its probability reaches this, even where the
-# greedy choice ends the answer: the LLM stops plural answers early (held-out seed 1, 64 tokens: 58 of 236
-# plural targets missed, 41 of them in answers that stopped short). A decoded repeat still ends the answer.
-# Chosen on seed 1 (plural F1 0.834 -> 0.850 at 64 tokens, 0.802 -> 0.817 at 16; 3 of 291 single-object
-# answers gain a second object); docs/MODEL.md has the sweep. 0.5 or more: plain greedy decoding.
-DEFAULT_NEXT_OBJECT_THRESHOLD = 0.2
-# Where the LLM's first answer token is "none" but <obj> has at least this probability, the object is decoded
-# anyway and the match head decides: the LLM says "none" to some present objects (held-out seed 1, 64 tokens:
-# 12 of 291 single-object prompts with refusals off). Engines without a match head keep the LLM's "none".
-# Chosen on seed 1 (Acc@0.5 0.897 -> 0.917 at 64 tokens, 0.863 -> 0.880 at 16; "none" 0.96 -> 0.95 at 64);
-# docs/MODEL.md has the sweep. 1 or more: the LLM's "none" always stands.
-DEFAULT_FIRST_OBJECT_THRESHOLD = 0.1
-# A later object whose box overlaps an earlier one this much is the model finding it again: the answer
-# ends there (held-out seed 1: plural F1 0.64 -> 0.70, false positives 53 -> 19, no true one lost).
-DUPLICATE_IOU = 0.5
 
 
 @dataclass
@@ -102,9 +78,10 @@ class Predictor:
     ``Predictor.from_engine(engine)`` runs any ``ros_pgpt.inference.backends`` engine
     (``ros_pgpt.inference.backends.create_predictor`` picks one).
 
-    With a match head, a first object whose match probability is below
-    ``match_threshold`` is refused: the answer is "none" (the prompt describes
-    nothing in the image). Where the LLM answers "none" but the <obj> token's
+    The rules are ``self.rules`` (``ros_pgpt.inference.decoding.DecodingRules``;
+    keyword arguments override its fields). With a match head, a first object
+    whose match probability is below ``match_threshold`` is refused: the answer
+    is "none" (the prompt describes nothing in the image). Where the LLM answers "none" but the <obj> token's
     probability reaches ``first_object_threshold``, the object is decoded and
     the match head decides. A later object on an earlier one's box ends the
     answer: the model has found that object again. An object's score is its
@@ -115,12 +92,8 @@ class Predictor:
     (``ros_pgpt.inference.mask_refine``).
     """
 
-    def __init__(self, model: GroundingModel | None = None, *, max_objects: int = 8,
-                 max_answer_tokens: int | None = None, mask_threshold: float = DEFAULT_MASK_THRESHOLD,
-                 match_threshold: float = DEFAULT_MATCH_THRESHOLD,
-                 next_object_threshold: float = DEFAULT_NEXT_OBJECT_THRESHOLD,
-                 first_object_threshold: float = DEFAULT_FIRST_OBJECT_THRESHOLD, refine_masks: bool = True,
-                 engine=None) -> None:
+    def __init__(self, model: GroundingModel | None = None, *, rules: DecodingRules | None = None, engine=None,
+                 **overrides) -> None:
         if engine is None:
             if model is None:
                 raise ValueError("Predictor needs a model or an engine")
@@ -129,17 +102,11 @@ class Predictor:
             engine = TorchEngine(model)
         self.engine = engine
         self.model = getattr(engine, "model", model)  # None for engines without a PyTorch model
-        self.max_objects = max_objects
-        # Text coordinates spell ~10 tokens per object where perception tokens take one.
+        # ``overrides``: DecodingRules fields (match_threshold=0.3, refine_masks=False, ...) over ``rules``.
+        self.rules = replace(rules or DecodingRules(), **overrides)
         self.text_coordinates = getattr(engine, "answer_format", "perception") == "text_coordinates"
-        self.max_answer_tokens = max_answer_tokens or (12 * max_objects if self.text_coordinates else 12)
-        self.mask_threshold = mask_threshold
-        self.match_threshold = match_threshold
-        self.next_object_threshold = next_object_threshold
-        self.first_object_threshold = first_object_threshold
         # The first token of the answer "none": the LLM's "not found".
         self._none_token = engine.tokenizer.encode(NONE_ANSWER, add_special_tokens=False)[0]
-        self.refine_masks = refine_masks
         self.device = getattr(engine, "device", torch.device("cpu"))
         self._frame: _Frame | None = None
 
@@ -214,7 +181,7 @@ class Predictor:
         # A refused first object is the model's "not found".
         answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False).strip() or ("none" if rejected else "")
         if self.text_coordinates:
-            objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.max_objects]]
+            objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.rules.max_objects]]
             masks = False
         result_objects = self._postprocess(frame, objects, masks, object_phrase(text))
         watch.lap("postprocess")
@@ -229,7 +196,7 @@ class Predictor:
         return frame.prefixes[count]
 
     def _generate(self, frame: _Frame, encoded, prefix, watch: Stopwatch):
-        engine, ids = self.engine, self.engine.ids
+        engine, ids, rules = self.engine, self.engine.ids, self.rules
         state = engine.fork(prefix)
         embeds = engine.embed(encoded.ids, encoded.box_positions, encoded.boxes)
         state, hidden, logits = engine.forward(state, embeds)
@@ -238,14 +205,14 @@ class Predictor:
         feedback = None
         log_probability = 0.0
         rejected = 0
-        for _ in range(self.max_answer_tokens):
+        for _ in range(rules.answer_token_limit(self.text_coordinates)):
             token = int(logits.argmax())
-            if token == ids.eos and objects and _probability(logits, ids.obj) >= self.next_object_threshold:
+            if token == ids.eos and objects and _probability(logits, ids.obj) >= rules.next_object_threshold:
                 token = ids.obj
             if (token == self._none_token and not answer and engine.has_match_head
-                    and _probability(logits, ids.obj) >= self.first_object_threshold):
+                    and _probability(logits, ids.obj) >= rules.first_object_threshold):
                 token = ids.obj  # the match head below accepts or refuses it
-            if token == ids.eos or (token == ids.obj and len(objects) >= self.max_objects):
+            if token == ids.eos or (token == ids.obj and len(objects) >= rules.max_objects):
                 break
             if self.text_coordinates:  # their only score; perception objects carry their own
                 log_probability += float(np.log(_probability(logits, token)))
@@ -257,11 +224,11 @@ class Predictor:
                 watch.lap("perception")
                 # The match head was trained to tell a first object from an absent one: it decides
                 # whether there is any object; how many is the LLM's call.
-                if match is not None and not objects and match < self.match_threshold:
+                if match is not None and not objects and match < rules.match_threshold:
                     rejected = 1
                     break
-                if _repeats(box, objects):
-                    break
+                if any(box_iou(box, other[1]) >= rules.duplicate_iou for other in objects):
+                    break  # the model has found an earlier object again
                 objects.append((_probability(logits, token) if match is None else match, box, mask_logits))
             answer.append(token)
             logits = logits_next
@@ -274,24 +241,19 @@ class Predictor:
             return []
         letterbox = frame.letterbox
         boxes = letterbox.boxes_from_unit(np.stack([np.asarray(o[1], np.float32) for o in objects]))
-        planes = None
+        planes, rules = None, self.rules
         if masks:
             grid = np.stack([np.asarray(o[2], np.float32) for o in objects])
             logits = letterbox.mask_logits_to_source(grid)
-            if self.refine_masks:
+            if rules.refine_masks:
                 cell_px = letterbox.source_pixels_per_cell(grid.shape[-1])
-                planes = [refine_mask(frame.image, plane, threshold=self.mask_threshold, cell_px=cell_px)
+                planes = [refine_mask(frame.image, plane, threshold=rules.mask_threshold, cell_px=cell_px)
                           for plane in logits]
             else:
-                planes = logits > self.mask_threshold
+                planes = logits > rules.mask_threshold
         return [GroundedObject(phrase=phrase, score=score, box=tuple(float(v) for v in boxes[i]),
                                mask=None if planes is None else planes[i])
                 for i, (score, _, _) in enumerate(objects)]
-
-
-def _repeats(box, objects) -> bool:
-    """Whether a decoded box is one already found (IoU >= ``DUPLICATE_IOU``)."""
-    return any(box_iou(box, other[1]) >= DUPLICATE_IOU for other in objects)
 
 
 def _probability(logits: np.ndarray, token: int) -> float:

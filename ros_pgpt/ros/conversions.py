@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ros_pgpt.data.geometry import box_iou, greedy_matches  # noqa: F401  (box_iou is part of this module's API)
+from ros_pgpt.data.geometry import box_iou  # noqa: F401  (box_iou is part of this module's API)
 from ros_pgpt.data.phrases import object_phrase, readable_answer
 
 # encoding -> (channels, conversion code to RGB or None)
@@ -363,14 +363,6 @@ def draw_overlay(image_rgb: np.ndarray, detections, title: str | None = None) ->
         cv2.rectangle(out, (0, 0), (min(width, tw + 8), th + base + 6), (0, 0, 0), -1)
         cv2.putText(out, title, (4, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
-
-
-def match_boxes(predicted, truth) -> list[float]:
-    """Greedy one-to-one IoU matching; returns, for each ground-truth box, its IoU (0 if unmatched)."""
-    ious = [0.0] * len(truth)
-    for _, j, iou in greedy_matches(predicted, truth):
-        ious[j] = iou
-    return ious
 
 
 def read_image_file(path) -> np.ndarray:

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ros_pgpt.data.prompts import MAX_PROMPT_CHARS
+from ros_pgpt.inference.decoding import DecodingRules
 from ros_pgpt.ros.conversions import DEFAULT_MAX_IMAGE_PIXELS
 from ros_pgpt.data.wording import UnknownWords, known_prompt
 
 INPUTS = ('raw', 'compressed')
 RELIABILITIES = ('reliable', 'best_effort')
+RULES = DecodingRules()  # the decoding parameters' defaults
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,17 @@ PARAMS = (
           'int', 0, 1024, 1),
     Param('masks', True, 'compute masks for standing prompts (queries ask per request)', 'bool'),
     Param('score_threshold', 0.0, 'drop objects scoring below this (0..1)', 'double', 0.0, 1.0),
-    Param('match_threshold', 0.4, 'models with a match head: a first object it scores below this is refused and '
-          'the answer is "none" (0 = keep every object the LLM names)', 'double', 0.0, 1.0, load_time=True),
-    Param('next_object_threshold', 0.2, 'after the first object, decode another '
+    Param('match_threshold', RULES.match_threshold, 'models with a match head: a first object it scores below '
+          'this is refused and the answer is "none" (0 = keep every object the LLM names)', 'double', 0.0, 1.0,
+          load_time=True),
+    Param('next_object_threshold', RULES.next_object_threshold, 'after the first object, decode another '
           'whenever its token\'s probability reaches this, though ending the answer is likelier (plural answers '
           'stop early; 0.5 or more = plain greedy decoding)', 'double', 0.0, 1.0, load_time=True),
-    Param('first_object_threshold', 0.1, 'models with a match head: where the LLM answers "none" but an object '
-          'token is at least this likely, decode the object and let the match head decide (1 = the LLM\'s "none" '
-          'stands)', 'double', 0.0, 1.0, load_time=True),
-    Param('refine_masks', True, 'snap mask edges to the image\'s colour edges (guided filter, ~2 ms an object '
-          'on a 2-core CPU; off = the mask head\'s stride-4 edges)', 'bool', load_time=True),
+    Param('first_object_threshold', RULES.first_object_threshold, 'models with a match head: where the LLM '
+          'answers "none" but an object token is at least this likely, decode the object and let the match head '
+          'decide (1 = the LLM\'s "none" stands)', 'double', 0.0, 1.0, load_time=True),
+    Param('refine_masks', RULES.refine_masks, 'snap mask edges to the image\'s colour edges (guided filter, '
+          '~2 ms an object on a 2-core CPU; off = the mask head\'s stride-4 edges)', 'bool', load_time=True),
     Param('max_image_age', 2.0, 'refuse latest-frame queries when the newest frame was received longer '
           'ago than this many seconds (0 = no limit)', 'double', 0.0, 86400.0),
     Param('frame_reuse_s', 0.2, 'a latest-frame query answers on the frame the model already holds while that '

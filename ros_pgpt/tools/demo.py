@@ -71,6 +71,7 @@ def _fmt_box(box) -> str:
 
 
 def run_demo(args) -> int:
+    from ros_pgpt.data.geometry import match_boxes
     from ros_pgpt.ros import bags, conversions
     from ros_pgpt.tools import info as _info
     from ros_pgpt.ros.launcher import isolated_env, node_command, write_params_file
@@ -219,7 +220,7 @@ def run_demo(args) -> int:
                                     f'{truth["last_stamp_ns"]}: frames were lost')
             boxes = [(o.x_min, o.y_min, o.x_max, o.y_max) for o in result.objects]
             gt = q['boxes_last_frame']
-            ious = conversions.match_boxes(boxes, gt) if gt else []
+            ious = match_boxes(boxes, gt) if gt else []
             if gt:
                 verdict = f'{statistics.mean(ious):.2f}'
             else:

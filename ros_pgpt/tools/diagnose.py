@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -182,7 +183,8 @@ def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
     from ros_pgpt.data import SceneGenerator
 
     generator = SceneGenerator(min_objects=1, max_objects=1)
-    kept, predictor.match_threshold = predictor.match_threshold, 0.0  # keep every object to read its score
+    kept = predictor.rules
+    predictor.rules = replace(kept, match_threshold=0.0)  # keep every object to read its score
     scores, boxed = [], 0
     try:
         for index in range(scenes):
@@ -193,7 +195,7 @@ def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
             scores.append(first.score if first else 0.0)
             boxed += first is not None and box_iou(first.box, target.box) >= 0.5
     finally:
-        predictor.match_threshold = kept
+        predictor.rules = kept
     return {"scenes": scenes, "boxed": int(boxed),
             "score_min": round(min(scores), 3), "score_median": round(float(np.median(scores)), 3),
             "score_max": round(max(scores), 3),
@@ -232,7 +234,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
     totals = sum(families.values(), Counter())
     return {
         "samples": samples, "seed": seed, "visual_tokens": visual_tokens or predictor.max_visual_tokens,
-        "match_threshold": predictor.match_threshold,
+        "match_threshold": predictor.rules.match_threshold,
         "single": {outcome: totals[outcome] for outcome in OUTCOMES} | {"prompts": sum(totals.values())},
         "by_family": {family: {outcome: counts[outcome] for outcome in OUTCOMES}
                       for family, counts in families.items()},

@@ -25,15 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ros_pgpt.data.geometry import box_iou, greedy_matches, mask_iou
+from ros_pgpt.data.geometry import box_iou, mask_iou, match_boxes
+from ros_pgpt.inference.decoding import DecodingRules
 
 EVAL_SEED_BASE = 10**12  # far above any training seed (train seeds are < 10**11)
 SINGLE_KINDS = ("single", "relation_box")
-
-
-def match_boxes(predicted, targets, threshold: float = 0.5) -> int:
-    """True positives of greedy one-to-one matching at IoU >= threshold."""
-    return sum(iou >= threshold for _, _, iou in greedy_matches(predicted, targets))
 
 
 class _Tally:
@@ -57,7 +53,8 @@ class _Tally:
             first = result.objects[0].mask if result.objects else None
             self.ious.append(mask_iou(first, target.mask) if first is not None else 0.0)
         elif query.kind == "plural":
-            hits = match_boxes(boxes, [scene.objects[i].box for i in query.targets])
+            # true positives: targets matched one-to-one at IoU >= 0.5
+            hits = sum(iou >= 0.5 for iou in match_boxes(boxes, [scene.objects[i].box for i in query.targets]))
             self.tp += hits
             self.fp += len(boxes) - hits
             self.fn += len(query.targets) - hits
@@ -133,16 +130,17 @@ def add_held_out_arguments(parser: argparse.ArgumentParser, *, samples: int) -> 
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped one)")
     parser.add_argument("--samples", type=int, default=samples, help="held-out scenes (4 prompts each)")
     parser.add_argument("--seed", type=int, default=0, help="held-out split seed")
-    parser.add_argument("--match-threshold", type=float, default=None,
+    rules = DecodingRules()
+    parser.add_argument("--match-threshold", type=float, default=rules.match_threshold,
                         help="models with a match head: refuse a first object it scores below this "
-                             "(0 = keep all; default: the Predictor's)")
-    parser.add_argument("--next-object-threshold", type=float, default=None,
+                             "(0 = keep all; default %(default)s)")
+    parser.add_argument("--next-object-threshold", type=float, default=rules.next_object_threshold,
                         help="after the first object, decode another whenever its token's probability reaches "
-                             "this (0.5 = plain greedy; default: the Predictor's)")
-    parser.add_argument("--first-object-threshold", type=float, default=None,
+                             "this (0.5 = plain greedy; default %(default)s)")
+    parser.add_argument("--first-object-threshold", type=float, default=rules.first_object_threshold,
                         help="models with a match head: where the LLM answers \"none\" but an object token is at "
                              "least this likely, decode it and let the match head decide (1 = the LLM's \"none\" "
-                             "stands; default: the Predictor's)")
+                             "stands; default %(default)s)")
 
 
 def predictor_from_arguments(args: argparse.Namespace):
@@ -152,8 +150,9 @@ def predictor_from_arguments(args: argparse.Namespace):
     from ros_pgpt.inference.predictor import Predictor
 
     directory = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    options = {name: value for name in ("match_threshold", "next_object_threshold", "first_object_threshold")
-               if (value := getattr(args, name)) is not None}
+    options = {"rules": DecodingRules(match_threshold=args.match_threshold,
+                                      next_object_threshold=args.next_object_threshold,
+                                      first_object_threshold=args.first_object_threshold)}
     backend = getattr(args, "backend", "pytorch")
     if backend != "pytorch":
         from ros_pgpt.inference.backends import create_predictor
@@ -202,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     metadata = checkpoint_metadata(directory)
     matching = predictor.engine.has_match_head
     report = {"checkpoint": str(directory), "samples": args.samples, "seed": args.seed,
-              "match_threshold": predictor.match_threshold if matching else None,
-              "next_object_threshold": predictor.next_object_threshold,
-              "first_object_threshold": predictor.first_object_threshold if matching else None,
+              "match_threshold": predictor.rules.match_threshold if matching else None,
+              "next_object_threshold": predictor.rules.next_object_threshold,
+              "first_object_threshold": predictor.rules.first_object_threshold if matching else None,
               "max_visual_tokens": maximum, "train_steps": metadata.get("step"),
               "train_wall_s": metadata.get("train_wall_s"), "eval_wall_s": round(time.perf_counter() - started, 1),
               "results": results}
