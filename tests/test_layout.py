@@ -93,3 +93,59 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     path.write_text("def f():\n    from ros_pgpt.ros.worker import Busy\n")
     assert list(_imports("ros_pgpt.model.bad", path)) == [(2, "ros_pgpt.ros.worker")]
     assert "ros" not in ALLOWED["model"]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (any import, function-local ones too)."""
+    modules = dict(MODULES)
+
+    def owner(target: str) -> str | None:  # "ros_pgpt.data.scenes.COLOURS" -> "ros_pgpt.data.scenes"
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {}
+    for module, path in MODULES:
+        targets = {owner(t) for _, t in _imports(module, path) if t.startswith("ros_pgpt.")}
+        # a module importing its own package (its __init__) is no cycle
+        graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_even_through_local_imports():
+    assert not _cycles(_module_graph()), "modules importing each other (a local import only hides the cycle)"
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -140,7 +140,8 @@ def decode_cost(predictor, *, samples: int, seed: int = 0) -> dict:
     decoding produced, over answers with at least one object.
     """
     from ros_pgpt.training.batching import answer_ids
-    from ros_pgpt.training.evaluate import SINGLE_KINDS, held_out_samples
+    from ros_pgpt.training.evaluate import held_out_samples
+    from ros_pgpt.training.metrics import SINGLE_KINDS
     from ros_pgpt.data.letterbox import Letterbox
 
     model = predictor.model

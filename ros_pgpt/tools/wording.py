@@ -74,7 +74,8 @@ def evaluate_held_out_words(predictor, *, samples: int, seed: int) -> dict:
     import numpy as np
 
     from ros_pgpt.data.held_out_words import TEST_SYNONYMS
-    from ros_pgpt.training.evaluate import _Tally, held_out_samples
+    from ros_pgpt.training.evaluate import held_out_samples
+    from ros_pgpt.training.metrics import Tally
     from ros_pgpt.inference.predictor import GroundingResult
 
     synonyms_of: dict[str, list[str]] = {}
@@ -83,8 +84,8 @@ def evaluate_held_out_words(predictor, *, samples: int, seed: int) -> dict:
     colours_only = {meant: words for meant, words in synonyms_of.items() if meant in COLOURS}
     rng = np.random.default_rng(seed)
     names = ("trained_words", "held_out_words", "held_out_colours")
-    tallies, refused, examples = {n: _Tally() for n in names}, dict.fromkeys(names, 0), []
-    tallies["trained_words_colour_prompts"] = _Tally()  # the baseline of held_out_colours: the same prompts
+    tallies, refused, examples = {n: Tally() for n in names}, dict.fromkeys(names, 0), []
+    tallies["trained_words_colour_prompts"] = Tally()  # the baseline of held_out_colours: the same prompts
     for index, sample in held_out_samples(samples, seed=seed):
         predictor.set_image(sample.scene.image, key=("held_out_words", index))
         for query in sample.queries:

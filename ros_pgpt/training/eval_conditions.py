@@ -26,6 +26,7 @@ import numpy as np
 
 from ros_pgpt.data.camera import HELD_OUT_PHOTOS
 from ros_pgpt.data.scenes import COLOURS, SHAPES, SINGLE_TEMPLATES, SIZES, SceneGenerator
+from ros_pgpt.training.metrics import Tally, ratio
 
 #: far above the plain held-out split (EVAL_SEED_BASE + seed * 100_000 + index, 10**12)
 CONDITION_SEED_BASE = 2 * 10**12
@@ -166,9 +167,8 @@ def _ground(predictor, prompt: str, **options):
 
 
 def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_tokens: int, seed: int = 0) -> dict:
-    from ros_pgpt.training.evaluate import _Tally, _ratio
 
-    tally = _Tally()
+    tally = Tally()
     unknown = {"plain": [0, 0], "photo": [0, 0]}  # background -> [answered with an object, asked]
     skipped = refused = 0
     for index, sample in condition_samples(condition, samples, seed=seed):
@@ -195,8 +195,8 @@ def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_
             tally.add(scene, query, result)
     if condition.unknown:
         asked = sum(n for _, n in unknown.values())
-        return {"object_rate": _ratio(sum(a for a, _ in unknown.values()), asked),
-                "object_rate_plain": _ratio(*unknown["plain"]), "object_rate_photo": _ratio(*unknown["photo"]),
+        return {"object_rate": ratio(sum(a for a, _ in unknown.values()), asked),
+                "object_rate_plain": ratio(*unknown["plain"]), "object_rate_photo": ratio(*unknown["photo"]),
                 "counts": {"prompts": asked, "plain": unknown["plain"][1], "photo": unknown["photo"][1],
                            "refused": refused}}
     summary = tally.summary()

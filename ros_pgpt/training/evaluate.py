@@ -23,71 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ros_pgpt.data.geometry import box_iou, mask_iou, match_boxes
+from ros_pgpt.training.eval_conditions import CONDITION_NAMES, conditions_table, evaluate_conditions
+from ros_pgpt.training.metrics import Tally
 from ros_pgpt.inference.decoding import DecodingRules
 
 EVAL_SEED_BASE = 10**12  # far above any training seed (train seeds are < 10**11)
-SINGLE_KINDS = ("single", "relation_box")
-
-
-class _Tally:
-    def __init__(self) -> None:
-        self.single = self.single_hits = 0
-        self.ious: list[float] = []
-        self.box_ious: list[float] = []
-        self.tp = self.fp = self.fn = 0
-        self.absent = self.absent_ok = 0
-        self.describe = self.describe_ok = 0
-        self.latency: list[float] = []
-
-    def add(self, scene, query, result) -> None:
-        boxes = [o.box for o in result.objects]
-        self.latency.append(result.timings.get("total", 0.0))
-        if query.kind in SINGLE_KINDS:
-            target = scene.objects[query.targets[0]]
-            self.single += 1
-            self.box_ious.append(box_iou(boxes[0], target.box) if boxes else 0.0)
-            self.single_hits += self.box_ious[-1] >= 0.5
-            first = result.objects[0].mask if result.objects else None
-            self.ious.append(mask_iou(first, target.mask) if first is not None else 0.0)
-        elif query.kind == "plural":
-            # true positives: targets matched one-to-one at IoU >= 0.5
-            hits = sum(iou >= 0.5 for iou in match_boxes(boxes, [scene.objects[i].box for i in query.targets]))
-            self.tp += hits
-            self.fp += len(boxes) - hits
-            self.fn += len(query.targets) - hits
-        elif query.kind == "absent":
-            self.absent += 1
-            self.absent_ok += not result.objects
-        elif query.kind == "describe":
-            self.describe += 1
-            self.describe_ok += result.answer.strip() == query.answer_text
-
-    def summary(self) -> dict:
-        f1_den = 2 * self.tp + self.fp + self.fn
-        return {
-            "acc50": _ratio(self.single_hits, self.single),
-            "box_miou": _mean(self.box_ious),
-            "miou": _mean(self.ious),
-            "plural_f1": round(2 * self.tp / f1_den, 4) if f1_den else None,
-            "absent_acc": _ratio(self.absent_ok, self.absent),
-            "describe_acc": _ratio(self.describe_ok, self.describe),
-            "counts": {"single": self.single, "plural_targets": self.tp + self.fn, "absent": self.absent,
-                       "describe": self.describe},
-            "latency_ms_p50": round(float(np.median(self.latency)), 2) if self.latency else None,
-        }
-
-
-def _mean(values: list[float]):
-    return round(float(np.mean(values)), 4) if values else None
-
-
-def _ratio(hits: int, total: int):
-    return round(hits / total, 4) if total else None
-
-
 def held_out_samples(samples: int, *, seed: int = 0, resolutions=((640, 480),), queries_per_scene: int = 4):
     """Yield (index, Sample) for the held-out split: the same scenes for every evaluation."""
     from ros_pgpt.data import SceneGenerator
@@ -100,7 +40,7 @@ def held_out_samples(samples: int, *, seed: int = 0, resolutions=((640, 480),), 
 def evaluate_predictor(predictor, *, samples: int, token_counts: list[int], seed: int = 0,
                        resolutions=((640, 480),), queries_per_scene: int = 4) -> dict:
     """Ground every held-out query at every token count; one frame encode per scene."""
-    tallies = {count: _Tally() for count in token_counts}
+    tallies = {count: Tally() for count in token_counts}
     for index, sample in held_out_samples(samples, seed=seed, resolutions=resolutions,
                                           queries_per_scene=queries_per_scene):
         predictor.set_image(sample.scene.image, key=("eval", index))
@@ -162,7 +102,6 @@ def predictor_from_arguments(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ros_pgpt.training.eval_conditions import CONDITION_NAMES
 
     parser = argparse.ArgumentParser(prog="ros-pgpt eval", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser, samples=300)
@@ -186,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(t) for t in args.tokens.split(",")] if args.tokens else sorted({maximum // 4, maximum // 2, maximum})
     started = time.perf_counter()
     if args.conditions:
-        from ros_pgpt.training.eval_conditions import conditions_table, evaluate_conditions
-
         names = CONDITION_NAMES if args.conditions == "all" else tuple(args.conditions.split(","))
         counts = counts if args.tokens else [maximum]
         if len(counts) != 1:
