@@ -12,6 +12,7 @@ from ros_pgpt.training.batching import collate
 from ros_pgpt.model.build import build_model
 from ros_pgpt.model.config import ModelConfig
 from ros_pgpt.training.config import load_config
+from ros_pgpt.training.teacher_forcing import TeacherForcing, collate_options
 from ros_pgpt.model.image_encoder import EfficientNetLite0Encoder
 from ros_pgpt.model.losses import box_iou, dice_loss, generalized_box_iou
 from ros_pgpt.model.perception import MATCH_EVIDENCE, AttributeHeads, PerceptionDecoder, PerceptionEncoder
@@ -190,7 +191,7 @@ def test_batch_alignment(tiny_model):
     sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
     model = tiny_model
     images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     ids = model.ids
     assert images.shape == (1, 3, 128, 128)
     for row, query in enumerate(sample.queries):
@@ -201,7 +202,7 @@ def test_batch_alignment(tiny_model):
     assert (batch.text_ids[batch.obj_rows, batch.obj_cols] == ids.obj).all()
     assert len(batch.obj_rows) == sum(len(q.targets) for q in sample.queries)
     assert batch.obj_masks.shape[1:] == (model.mask_side, model.mask_side)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     assert {"lm", "box_l1", "box_giou", "mask_bce", "mask_dice"} <= set(losses) or not len(batch.obj_rows)
     assert all(torch.isfinite(v) for v in losses.values())
 
@@ -242,9 +243,9 @@ def test_superlative_heads_train_the_llm(tiny_model):
     assert model.superlatives is not None, "the tiny config trains the superlative heads, as the default one does"
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     model.zero_grad(set_to_none=True)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     losses["superlative"].backward()
     assert model.superlatives.weight.grad.abs().sum() > 0
     assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
@@ -257,7 +258,7 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     model, ids = tiny_model, tiny_model.ids
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6, 7)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids,
-                            **model.collate_options)
+                            **collate_options(model))
     queries = [(f, q) for f, s in enumerate(samples) for q in s.queries]
     absent = [(f, row, q) for row, (f, q) in enumerate(queries) if q.kind == "absent"]
     assert absent, "the seeds must give absent prompts"
@@ -273,7 +274,7 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
         list(zip(batch.scene_index[batch.probe_rows].tolist(), batch.probe_slots.tolist()))
     assert len(set(decoded)) == len(decoded)
     model.zero_grad(set_to_none=True)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     losses["match"].backward()
     decoder = model.perception_decoder
     for head in (decoder.match_head, decoder.match_intent, decoder.match_found, decoder.evidence):
@@ -283,9 +284,10 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     touched = [n for n, p in decoder.named_parameters()
                if p.grad is not None and p.grad.abs().sum() > 0 and not n.startswith(("match", "evidence"))]
     assert not touched, touched
-    no_probes = dict(model.collate_options, match_probes=False)
+    no_probes = dict(collate_options(model), match_probes=False)
     with pytest.raises(ValueError, match="match_probes"):
-        model(*collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids, **no_probes), 16)
+        TeacherForcing(model)(*collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids,
+                                       **no_probes), 16)
 
 
 def test_prompt_validation(tiny_model):
@@ -373,13 +375,8 @@ def test_visual_pointer_targets_the_centre_cell():
 
 def test_region_owners_take_covering_or_centred_objects():
     """Grid cells belong to the object covering half of them or (coarse grids) holding its centre."""
-    from ros_pgpt.model.grounding_model import (
-        AMBIGUOUS,
-        NO_OBJECT,
-        SequenceBatch,
-        attribute_labels,
-        region_owners,
-    )
+    from ros_pgpt.training.batching import SequenceBatch
+    from ros_pgpt.training.regions import AMBIGUOUS, NO_OBJECT, attribute_labels, region_owners
 
     side = 8
     masks = torch.zeros(4, side, side)
@@ -433,7 +430,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     objects = [o for s in samples for o in s.scene.objects]
     assert batch.object_masks.shape == (len(objects), model.mask_side, model.mask_side)
     assert batch.object_frames.tolist() == [f for f, s in enumerate(samples) for _ in s.scene.objects]
@@ -447,7 +444,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     assert (batch.text_ids[batch.decision_rows, batch.decision_cols] == model.ids.sep).all()
     assert batch.decision_present.tolist() == [bool(q.targets) for _, q in asked]
     assert not batch.decision_present.all() and batch.decision_boxes[~batch.decision_present].eq(0).all()
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     assert {"attr_token", "attr_visual", "attr_pixel", "box_votes", "decision"} <= set(losses)
     (losses["attr_token"] + losses["attr_visual"] + losses["attr_pixel"]).backward()
     assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
@@ -456,7 +453,7 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     with pytest.raises(ValueError, match="grid projector"):
         build_model(ModelConfig(projector="resampler", attribute_heads=True))
     with pytest.raises(ValueError, match="needs visual_pointer"):
-        build_model(ModelConfig(decision_pointer=True))
+        build_model(ModelConfig(decision_pointer=True, visual_pointer=False, pointer_prior=False))
 
 
 def test_pixel_votes_box_follows_the_mask():
@@ -506,8 +503,8 @@ def test_pixel_votes_box_reads_only_the_peaks_object_at_run_time():
                                 box_readout="pixel_votes")
     query, mask_map = _two_objects(decoder)
     with torch.no_grad():
-        mixed = decoder.train().readout(query, query, mask_map)[0][0, 0]
-        read = decoder.eval().readout(query, query, mask_map)[0][0, 0]
+        mixed = decoder.dense_readout(query, query, mask_map)[0][0, 0]
+        read = decoder.readout(query, query, mask_map)[0][0, 0]
     assert 0.2 < float(mixed[0]) < 0.5  # the average of two boxes, on neither object
     torch.testing.assert_close(read, TWO_BOXES[0], atol=1e-4, rtol=0)
 
@@ -589,7 +586,7 @@ def test_pointer_prior_steers_the_decoder_attention():
     with pytest.raises(ValueError, match="pointer"):
         decoder(hidden, memory, mask_map)
     with pytest.raises(ValueError, match="needs visual_pointer"):
-        build_model(ModelConfig(pointer_prior=True))
+        build_model(ModelConfig(visual_pointer=False))
 
 
 def test_layernorm2d_normalizes_each_pixel_over_channels():

@@ -103,6 +103,15 @@ class AttributeHeads(nn.Module):
 
 
 class _CrossAttentionBlock(nn.Module):
+    """A query block: cross-attention to the frame's memory, then an MLP.
+
+    The memory's keys and values (``keys_values``) depend only on the frame, so
+    engines compute them once per frame and every perception token reuses
+    them; ``attend`` is the attention itself, written out (not
+    ``nn.MultiheadAttention.forward``) so that the ONNX graphs trace this very
+    code. ``attn`` is kept for its parameters (their checkpoint names).
+    """
+
     def __init__(self, *, dim: int, heads: int) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
@@ -110,10 +119,33 @@ class _CrossAttentionBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dims=[dim, dim * 4, dim])
 
+    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Memory (B, L, dim) -> its keys and values (B, L, dim) each (the packed in-projection's rows)."""
+        dim = self.attn.embed_dim
+        weight, bias = self.attn.in_proj_weight, self.attn.in_proj_bias
+        return (F.linear(memory, weight[dim:2 * dim], bias[dim:2 * dim]),
+                F.linear(memory, weight[2 * dim:], bias[2 * dim:]))
+
+    def attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Multi-head attention of queries (B, K, dim) over keys/values (B, L, dim), with an additive
+        (B, K, L) bias shared by the heads (no dropout: it has none)."""
+        dim, heads = self.attn.embed_dim, self.attn.num_heads
+        head_dim = dim // heads
+        q = F.linear(query, self.attn.in_proj_weight[:dim], self.attn.in_proj_bias[:dim])
+        batch, count, length = q.shape[0], q.shape[1], keys.shape[1]
+        q = q.view(batch, count, heads, head_dim).transpose(1, 2)
+        k = keys.view(batch, length, heads, head_dim).transpose(1, 2)
+        v = values.view(batch, length, heads, head_dim).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * head_dim ** -0.5
+        if bias is not None:
+            scores = scores + bias.unsqueeze(1)
+        out = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(batch, count, dim)
+        return self.attn.out_proj(out)
+
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
-        attended, _ = self.attn(self.norm_q(query), keys, values, attn_mask=bias, need_weights=False)
-        query = query + attended
+        query = query + self.attend(self.norm_q(query), keys, values, bias)
         return query + self.mlp(self.norm_mlp(query))
 
 
@@ -146,9 +178,8 @@ class PerceptionDecoder(nn.Module):
     MLP (PerceptionGPT); "pixel_votes" has every stride-4 pixel predict the box
     of the object under it (query-independent, trained densely on all objects)
     and reads a query's box as the vote averaged under its mask's softmax, so a
-    box is as good as the mask that selects it. In eval mode only one object's
-    pixels are averaged: the mask peak's, or with a match head the best-matching
-    of the objects under the mask.
+    box is as good as the mask that selects it (``readout`` at run time,
+    ``dense_readout`` in training).
 
     ``match_head``: a verifier that compares what the token asks for (its
     hidden state) with what its mask found (evidence channels of the mask map
@@ -225,23 +256,43 @@ class PerceptionDecoder(nn.Module):
         memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
         return memory, mask_map, stride8
 
+    def keys_values(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Attention memory (B, L, dim) -> each block's keys and values: the frame's share of the work."""
+        return [block.keys_values(memory) for block in self.blocks]
+
     def forward(self, hidden: torch.Tensor, memory: torch.Tensor, mask_map: torch.Tensor,
                 pointer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``;
-        pointer: the tokens' ``VisualPointer.grid`` log-probabilities (B, K, s, s), when the model has one.
+        """The run-time readout (``decode``) from the attention memory itself."""
+        return self.decode(hidden, self.keys_values(memory), mask_map, pointer)
+
+    def decode(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+               pointer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run time: hidden (B, K, H): K perception tokens per frame; ``keys_values`` and mask_map from
+        the frame (``keys_values(memory)``, ``encode_pixels``); pointer: the tokens' ``VisualPointer.grid``
+        log-probabilities (B, K, s, s), when the model has one.
 
         Queries do not attend to each other, so padding slots change nothing.
         Returns boxes (B, K, 4) unit xyxy, mask logits (B, K, h, w) and match
         logits (B, K) (None without a match head).
         """
+        query, prior = self.attend(hidden, keys_values, mask_map, pointer)
+        return self.readout(hidden, query, mask_map, prior)
+
+    def decode_for_training(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+                            pointer: torch.Tensor | None = None):
+        """``decode`` with the training readout (``dense_readout``)."""
+        query, _ = self.attend(hidden, keys_values, mask_map, pointer)
+        return self.dense_readout(hidden, query, mask_map)
+
+    def attend(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+               pointer: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(attended queries (B, K, dim), the pointer prior on the memory grid or None)."""
         prior = self.prior(pointer, mask_map)
         bias = self.attention_bias(prior)
-        if bias is not None:  # nn.MultiheadAttention takes one (K, L) mask per frame and head
-            bias = bias.repeat_interleave(self.heads, dim=0)
         query = self.query(hidden)
-        for block in self.blocks:
-            query = block(query, memory, memory, bias)
-        return self.readout(hidden, self.norm_out(query), mask_map, prior)
+        for block, (keys, values) in zip(self.blocks, keys_values):
+            query = block(query, keys, values, bias)
+        return self.norm_out(query), prior
 
     def prior(self, pointer: torch.Tensor | None, mask_map: torch.Tensor) -> torch.Tensor | None:
         """Pointer log-probabilities (B, K, s, s) -> the same on the stride-8 memory grid (B, K, h/2, w/2)."""
@@ -260,25 +311,36 @@ class PerceptionDecoder(nn.Module):
 
     def readout(self, hidden: torch.Tensor, query: torch.Tensor, mask_map: torch.Tensor,
                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Hidden states (B, K, H), their attended queries (B, K, dim) and the pointer prior (B, K, h', w')
-        or None -> (boxes, mask logits, match logits or None)."""
-        features = mask_map[:, :self.dim // 2]
-        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
-        weights = logits.flatten(2).softmax(dim=-1)
+        """Run time: hidden states (B, K, H), their attended queries (B, K, dim) and the pointer prior
+        (B, K, h', w') or None -> (boxes, mask logits, match logits or None). With pixel votes only one
+        object's pixels are averaged: the mask peak's, or with a match head the best-matching of the
+        objects under the mask."""
+        if self.box_readout != "pixel_votes":
+            return self.dense_readout(hidden, query, mask_map)
+        logits, weights = self._mask(query, mask_map)
         intent = None if self.match_head is None else self.match_intent(hidden)
-        if self.box_readout == "pixel_votes" and not self.training:
-            votes = self.votes(mask_map).flatten(2)
-            if intent is None:
-                return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
-                    logits, None
-            return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
-        # Training reads the box from the whole softmax, so the box loss also pushes mask mass off
-        # other objects.
+        votes = self.votes(mask_map).flatten(2)
+        if intent is None:
+            return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
+                logits, None
+        return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
+
+    def dense_readout(self, hidden: torch.Tensor, query: torch.Tensor, mask_map: torch.Tensor):
+        """Training: as ``readout``, but pixel votes are read under the whole softmax, so the box loss
+        also pushes mask mass off other objects."""
+        logits, weights = self._mask(query, mask_map)
+        intent = None if self.match_head is None else self.match_intent(hidden)
         if self.box_readout == "query":
             boxes = self._query_box(query)
         else:
             boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
         return boxes, logits, None if intent is None else self._match(intent, weights, mask_map)
+
+    def _mask(self, query: torch.Tensor, mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask logits (B, K, h, w), their softmax over the pixels (B, K, h*w))."""
+        features = mask_map[:, :self.dim // 2]
+        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
+        return logits, logits.flatten(2).softmax(dim=-1)
 
     def _match(self, intent: torch.Tensor, weights: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
         """Match logits (B, K) of the objects that ``weights`` (B, K, P) pool the evidence channels under."""
