@@ -2,7 +2,7 @@
 
 ``test_checkpoint(tmp)`` gives the trained default checkpoint when it exists
 ($ROS_PGPT_CHECKPOINT or ros_pgpt/checkpoints/default), else an untrained
-tiny one written to ``tmp`` (tests/data/tiny_model.yaml when present, same
+tiny one written to ``tmp`` (tests/data/tiny_model.yaml: the default model's
 code paths, far fewer FLOPs). fp32 parity holds for untrained weights too;
 accuracy checks (int8) need the trained one and skip without it.
 """
@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY_MODEL = {
-    "image_size": 128, "projector_channels": 32, "projector_depth": 1, "projector_pixels": True,
-    "projector_pool_heads": 2,
-    "max_visual_tokens": 16,
-    "llm_hidden": 64, "llm_layers": 2, "llm_heads": 2, "llm_intermediate": 128, "vocab_size": 400,
-    "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2,
-    "visual_pointer": True, "attribute_heads": True, "box_readout": "pixel_votes",
-    "match_head": True,
-}
+# The tests' one tiny model (its model section; the source tree's, beside the tests that use it).
+TINY_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_model.yaml"
+
+
+def tiny_model_config(**overrides):
+    """The ModelConfig of TINY_CONFIG, ``overrides`` changed."""
+    import yaml
+
+    from ros_pgpt.model.config import model_config_from_dict
+
+    if not TINY_CONFIG.is_file():
+        raise FileNotFoundError(f"tiny test checkpoints need the source tree's {TINY_CONFIG}")
+    return model_config_from_dict(yaml.safe_load(TINY_CONFIG.read_text())["model"] | overrides)
 
 
 def trained_checkpoint() -> Path | None:
@@ -35,11 +39,10 @@ def tiny_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
     import torch
 
     from ros_pgpt.model.build import build_model, save_checkpoint
-    from ros_pgpt.model.config import model_config_from_dict
     from ros_pgpt.data.corpus import text_corpus
 
     torch.manual_seed(seed)
-    config = model_config_from_dict(TINY_MODEL | overrides)
+    config = tiny_model_config(**overrides)
     model = build_model(config, tokenizer_texts=text_corpus(200, seed=seed))
     return save_checkpoint(model, Path(directory), config=config, metadata={"step": 0})
 

@@ -33,7 +33,7 @@ def ros_context(ros_env):
         yield ctx
 
 
-TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"
+TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"  # also export/testing.py's
 
 
 @pytest.fixture
