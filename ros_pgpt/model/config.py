@@ -72,10 +72,6 @@ class ModelConfig:
     # With visual_pointer: the decoder's cross-attention is biased by the
     # pointer's log-probabilities (a learned gain), in training and at run time.
     pointer_prior: bool = True
-    # Training-only auxiliary (with visual_pointer): the token that decides the
-    # answer (the last prompt token) points at the first target's visual token,
-    # or at a learned "no match" key when the object is absent.
-    decision_pointer: bool = False
     # Training-only auxiliary: colour / shape / size classifiers on the perception
     # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
     attribute_heads: bool = True
@@ -111,7 +107,16 @@ def config_from_dict(cls, values: dict[str, Any] | None):
     return cls(**values)
 
 
+# Keys of removed ablation options -> the only value still accepted (checkpoints saved before their
+# removal write them). The options themselves: git tag ablation-variants (docs/RESULTS.md).
+RETIRED = {"decision_pointer": False}
+
+
 def model_config_from_dict(values: dict[str, Any] | None) -> ModelConfig:
+    values = dict(values or {})
+    for key, accepted in RETIRED.items():
+        if key in values and values.pop(key) != accepted:
+            raise ValueError(f"{key} was an ablation option, removed: reproduce it at git tag ablation-variants")
     return config_from_dict(ModelConfig, values)
 
 

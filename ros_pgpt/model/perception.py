@@ -46,26 +46,20 @@ class PerceptionEncoder(nn.Module):
 
 
 class VisualPointer(nn.Module):
-    """Token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n), or (K, n + 1) with
-    ``no_match``: a learned key after the visual tokens that stands for "nothing matches"."""
+    """Token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n)."""
 
-    def __init__(self, *, hidden_dim: int, dim: int = 128, no_match: bool = False) -> None:
+    def __init__(self, *, hidden_dim: int, dim: int = 128) -> None:
         super().__init__()
         self.query = nn.Linear(hidden_dim, dim)
         self.key = nn.Linear(hidden_dim, dim)
-        self.no_match = nn.Parameter(torch.zeros(dim)) if no_match else None
         self.scale = dim ** -0.5
 
     def forward(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
-        keys = self.key(visual)
-        if self.no_match is not None:
-            keys = torch.cat([keys, self.no_match.expand(keys.shape[0], 1, -1)], dim=1)
-        return torch.einsum("kd,knd->kn", self.query(hidden), keys) * self.scale
+        return torch.einsum("kd,knd->kn", self.query(hidden), self.key(visual)) * self.scale
 
     def grid(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         """Token hiddens (B, K, D) x one frame's visual-token hiddens laid out as their grid (B, s, s, D) ->
-        log-probabilities (B, K, s, s) that each token's object is centred in each cell (over the cells
-        only: the "no match" key is for the decision token)."""
+        log-probabilities (B, K, s, s) that each token's object is centred in each cell."""
         logits = torch.einsum("bkd,bijd->bkij", self.query(hidden), self.key(visual)) * self.scale
         return logits.flatten(2).log_softmax(-1).view_as(logits)
 
@@ -153,15 +147,12 @@ BOX_READOUTS = ("query", "pixel_votes")
 MATCH_EVIDENCE = 32  # mask-map channels the match head reads
 # Run-time readout with pixel votes (docs/MODEL.md): pixels whose box votes overlap by this IoU show
 # one object; up to CANDIDATES objects under a mask (by mask logit) are candidates for the token's object.
-# Without a visual pointer, those holding at least MIN_CANDIDATE_MASS of the mask's softmax are ranked by
-# match logit + CANDIDATE_MASS_WEIGHT * log(share). With one, every candidate is ranked by match logit +
-# POINTED_MASS_WEIGHT * log(share) + POINTER_WEIGHT * the pointer's log-probability of the cell holding
-# its box centre: the LLM's own view of where the object is vouches for objects the mask barely reaches.
-# All chosen on held-out seed 1 (docs/MODEL.md).
+# Every candidate is ranked by match logit + POINTED_MASS_WEIGHT * log(share) + POINTER_WEIGHT * the
+# pointer's log-probability of the cell holding its box centre (the pointer prior): the LLM's own view of
+# where the object is vouches for objects the mask barely reaches. All chosen on held-out seed 1
+# (docs/MODEL.md). The ranking without a pointer prior was an ablation: git tag ablation-variants.
 VOTE_AGREEMENT = 0.5
 CANDIDATES = 4
-MIN_CANDIDATE_MASS = 0.02
-CANDIDATE_MASS_WEIGHT = 0.5
 POINTED_MASS_WEIGHT = 0.25
 POINTER_WEIGHT = 1.0
 OTHER_OBJECT_LOGIT = -20.0  # a candidate's mask logits on the other candidates' pixels (off at any threshold)
@@ -199,6 +190,9 @@ class PerceptionDecoder(nn.Module):
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
+        if match_head and box_readout == "pixel_votes" and not pointer_prior:
+            raise ValueError("a match head on pixel votes ranks its candidates with the pointer prior: set "
+                             "pointer_prior (the ranking without it is at git tag ablation-variants)")
         self.dim = dim
         self.heads = heads
         self.box_readout = box_readout
@@ -351,9 +345,9 @@ class PerceptionDecoder(nn.Module):
     def _pick_candidate(self, intent, logits, weights, votes, mask_map, prior):
         """Run-time readout with pixel votes and a match head: the object a mask holds most is not
         always the one the prompt asks for, so each of the objects it holds (the pixels voting like a
-        peak, strongest first) is scored by the match head, the log of its share of the mask and,
-        with the pointer's prior, its log-probability at the box centre; the best is read out. Its
-        mask drops the pixels of the other objects held."""
+        peak, strongest first) is scored by the match head, the log of its share of the mask and the
+        pointer prior's log-probability at its box centre; the best is read out. Its mask drops the
+        pixels of the other objects held."""
         flat = logits.flatten(2)
         free = torch.ones_like(weights, dtype=torch.bool)
         owners = torch.full_like(flat, -1, dtype=torch.long)  # which candidate each pixel votes for (-1: none)
@@ -367,12 +361,8 @@ class PerceptionDecoder(nn.Module):
             match = self._match(intent, kept, mask_map)
             box = torch.einsum("bkp,bcp->bkc", kept, votes)
             share = mass.clamp(min=1e-12).log()
-            if prior is None:
-                valid = mass >= MIN_CANDIDATE_MASS
-                score = match + CANDIDATE_MASS_WEIGHT * share
-            else:
-                valid = agree.any(dim=-1)  # empty only once every pixel is taken
-                score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
+            valid = agree.any(dim=-1)  # empty only once every pixel is taken
+            score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
             owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
             scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
             boxes.append(box)

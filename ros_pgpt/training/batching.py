@@ -48,11 +48,6 @@ class SequenceBatch:
     object_boxes: torch.Tensor | None = None  # (No, 4) unit xyxy
     object_attributes: torch.Tensor | None = None  # (No, 3) colour, shape, size ids (0 = no object)
     object_superlatives: torch.Tensor | None = None  # (No, L) batching.superlative_labels (-1 = none applies)
-    # The last prompt token of every object question (not "what is in <box>?"): it decides the answer.
-    decision_rows: torch.Tensor | None = None  # (Nd,)
-    decision_cols: torch.Tensor | None = None
-    decision_boxes: torch.Tensor | None = None  # (Nd, 4) first target's unit box (zeros when absent)
-    decision_present: torch.Tensor | None = None  # (Nd,) bool
     # <obj> tokens forced onto prompts whose object is absent (no LM target): the match head's negatives.
     probe_rows: torch.Tensor | None = None  # (Kp,)
     probe_cols: torch.Tensor | None = None
@@ -149,7 +144,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
-    text, labels, box_refs, obj_refs, decisions, probes = [], [], [], [], [], []
+    text, labels, box_refs, obj_refs, probes = [], [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
         spelled = answer_format == "text_coordinates"
@@ -162,9 +157,6 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         text.append(sequence)
         labels.append(target)
         box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
-        if query.kind != "describe":
-            first = letterbox.boxes_to_unit(scene.objects[query.targets[0]].box) if query.targets else np.zeros(4)
-            decisions.append((row, len(prompt.ids) - 1, first, bool(query.targets)))
         for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
@@ -197,9 +189,6 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=decoded_slots[:len(obj_refs)],
         obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
         obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
-        decision_rows=column(decisions, 0), decision_cols=column(decisions, 1),
-        decision_boxes=torch.tensor(np.array([d[2] for d in decisions], np.float32).reshape(-1, 4)),
-        decision_present=column(decisions, 3, torch.bool),
     )
     if match_probes:
         batch.probe_rows = torch.tensor(probe_rows, dtype=torch.long)

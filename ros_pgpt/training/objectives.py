@@ -5,8 +5,8 @@ Each reads the model, the batch and what the teacher-forced pass computed
 model or the batch has nothing for it). ``TrainConfig`` weighs each name
 (``<name>_weight``). PerceptionGPT's own: the LM loss and the box (L1 +
 GIoU) and mask (BCE + Dice) losses of every ``<obj>``; ours: the match head,
-the visual pointer, the decision pointer, the attribute and superlative
-heads, the pixel box votes.
+the visual pointer, the attribute and superlative heads, the pixel box
+votes.
 """
 
 from __future__ import annotations
@@ -80,18 +80,6 @@ def pointer(model, batch, run: Pass) -> dict:
     return {"pointer": F.cross_entropy(logits, centre_cells(batch.obj_boxes, run.side))}
 
 
-def decision(model, batch, run: Pass) -> dict:
-    """Ablation (decision_pointer): the last prompt token points at the first target, or at "no match"."""
-    if model.pointer is None or model.pointer.no_match is None or not batch.decision_rows.numel():
-        return {}
-    visual = run.visual
-    logits = model.pointer(run.hidden[batch.decision_rows, batch.decision_cols],
-                           visual[batch.scene_index[batch.decision_rows]])
-    no_match = torch.full_like(batch.decision_rows, visual.shape[1])
-    target = torch.where(batch.decision_present, centre_cells(batch.decision_boxes, run.side), no_match)
-    return {"decision": F.cross_entropy(logits, target)}
-
-
 def attributes(model, batch, run: Pass) -> dict:
     """Colour, shape and size of the object at each perception token, visual token and memory pixel."""
     losses = {}
@@ -134,4 +122,4 @@ def box_votes(model, batch, run: Pass) -> dict:
     return {"box_votes": F.l1_loss(votes[covered], batch.object_boxes[owners[covered]])} if covered.any() else {}
 
 
-OBJECTIVES = (language, boxes_and_masks, match, pointer, decision, attributes, superlatives, box_votes)
+OBJECTIVES = (language, boxes_and_masks, match, pointer, attributes, superlatives, box_votes)
