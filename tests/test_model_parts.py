@@ -607,3 +607,18 @@ def test_layernorm2d_normalizes_each_pixel_over_channels():
     (grad_out,) = torch.autograd.grad(out.square().sum(), x)
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(grad_out, grad_expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_attention_is_multihead_attention_written_out():
+    """``CrossAttentionBlock.attend`` over ``keys_values`` computes what ``nn.MultiheadAttention`` does with
+    the same parameters (the one attention training, engines and ONNX graphs run)."""
+    from ros_pgpt.model.attention import CrossAttentionBlock
+
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(dim=32, heads=4).eval()
+    query, memory, bias = torch.randn(2, 3, 32), torch.randn(2, 50, 32), torch.randn(2, 3, 50)
+    with torch.no_grad():
+        expected, _ = block.attn(query, memory, memory, attn_mask=bias.repeat_interleave(4, dim=0),
+                                 need_weights=False)
+        got = block.attend(query, *block.keys_values(memory), bias)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
