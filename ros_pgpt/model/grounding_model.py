@@ -38,6 +38,12 @@ class FrameFeatures:
     pixel_map: torch.Tensor  # (B, dim, h', w') decoder stride-8 features, detached (the projector's extra input)
     keys_values: list  # per decoder block, the memory's attention keys and values (B, L, dim) each
 
+    def first(self, count: int) -> "FrameFeatures":
+        """The features of the first ``count`` frames."""
+        return FrameFeatures(pyramid=[level[:count] for level in self.pyramid], memory=self.memory[:count],
+                             mask_map=self.mask_map[:count], pixel_map=self.pixel_map[:count],
+                             keys_values=[(keys[:count], values[:count]) for keys, values in self.keys_values])
+
 
 class GroundingModel(nn.Module):
     def __init__(self, *, image_encoder: nn.Module, projector: nn.Module, language_model: LanguageModel,
