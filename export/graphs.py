@@ -69,41 +69,9 @@ class FrameGraph(nn.Module):
     def forward(self, images: torch.Tensor):
         model = self.model
         frames = model.encode_frames(images)
-        blocks = model.perception_decoder.blocks
-        attn_kv = torch.stack([kv for block in blocks for kv in _attention_kv(block.attn, frames.memory)], 1)
+        attn_kv = torch.stack([kv for pair in frames.keys_values for kv in pair], 1)
         proj_map = model.projector.trunk(frames.pyramid, model.projector_pixel_input(frames))
         return attn_kv, frames.mask_map, proj_map
-
-
-def _attention_kv(attn: nn.MultiheadAttention, memory: torch.Tensor):
-    """The key and value projections of ``nn.MultiheadAttention`` (packed in-projection)."""
-    if not attn._qkv_same_embed_dim or not attn.batch_first:
-        raise NotImplementedError("export expects batch_first attention with a packed in-projection")
-    dim = attn.embed_dim
-    weight, bias = attn.in_proj_weight, attn.in_proj_bias
-    keys = F.linear(memory, weight[dim:2 * dim], None if bias is None else bias[dim:2 * dim])
-    values = F.linear(memory, weight[2 * dim:], None if bias is None else bias[2 * dim:])
-    return keys, values
-
-
-def _attend(attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-            attention_bias: torch.Tensor | None = None):
-    """``attn(query, memory, memory, attn_mask=attention_bias)`` given the projected keys/values and a
-    (B, K, L) bias shared by the heads (eval mode: no dropout)."""
-    dim, heads = attn.embed_dim, attn.num_heads
-    head_dim = dim // heads
-    bias = attn.in_proj_bias
-    q = F.linear(query, attn.in_proj_weight[:dim], None if bias is None else bias[:dim])
-    batch, count, length = q.shape[0], q.shape[1], keys.shape[1]
-    q = q.view(batch, count, heads, head_dim).transpose(1, 2)
-    k = keys.view(batch, length, heads, head_dim).transpose(1, 2)
-    v = values.view(batch, length, heads, head_dim).transpose(1, 2)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * head_dim ** -0.5
-    if attention_bias is not None:
-        scores = scores + attention_bias.unsqueeze(1)
-    weights = torch.softmax(scores, dim=-1)
-    out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, count, dim)
-    return attn.out_proj(out)
 
 
 def pooling_matrix(height: int, width: int, side: int) -> torch.Tensor:
@@ -152,14 +120,13 @@ class PerceptionGraph(nn.Module):
     """(hidden (B,K,H), attn_kv, mask_map[, visual (B,s,s,H)]) -> (boxes (B,K,4), mask logits (B,K,h,w),
     feedback (B,K,H)[, match logits (B,K) with a match head]).
 
-    ``PerceptionDecoder.forward`` with the keys/values from ``FrameGraph`` and,
-    for a model with a visual pointer, the pointer over the visual tokens' grid.
+    ``GroundingModel.perceive`` (pointer -> decoder -> feedback, what the
+    PyTorch engine runs) with the keys/values from ``FrameGraph``.
     """
 
     def __init__(self, model) -> None:
         super().__init__()
-        self.decoder = model.perception_decoder
-        self.encoder = model.perception_encoder
+        self.model = model
         self.pointer = model.pointer
 
     def input_names(self) -> list[str]:
@@ -167,16 +134,9 @@ class PerceptionGraph(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attn_kv: torch.Tensor, mask_map: torch.Tensor,
                 visual: torch.Tensor | None = None):
-        decoder = self.decoder
-        prior = decoder.prior(None if visual is None else self.pointer.grid(hidden, visual), mask_map)
-        bias = decoder.attention_bias(prior)
-        query = decoder.query(hidden)
-        for index, block in enumerate(decoder.blocks):
-            query = query + _attend(block.attn, block.norm_q(query), attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1],
-                                    bias)
-            query = query + block.mlp(block.norm_mlp(query))
-        boxes, logits, match = decoder.readout(hidden, decoder.norm_out(query), mask_map, prior)
-        feedback = self.encoder(boxes.reshape(-1, 4)).view(boxes.shape[0], boxes.shape[1], -1)
+        keys_values = [(attn_kv[:, 2 * index], attn_kv[:, 2 * index + 1])
+                       for index in range(len(self.model.perception_decoder.blocks))]
+        boxes, logits, feedback, match = self.model.perceive(hidden, keys_values, mask_map, visual)
         return (boxes, logits, feedback) if match is None else (boxes, logits, feedback, match)
 
 

@@ -168,10 +168,7 @@ def export_projectors(model, out: Path, pixels: np.ndarray, counts: list[int]) -
         worst = 0.0
         for batch in (1, pixels.shape[0]):
             with torch.no_grad():
-                reference = model.image_prefix(type(features)(pyramid=[f[:batch] for f in features.pyramid],
-                                                              memory=features.memory[:batch],
-                                                              mask_map=features.mask_map[:batch],
-                                                              pixel_map=features.pixel_map[:batch]), count).numpy()
+                reference = model.image_prefix(features.first(batch), count).numpy()
             got = session.run(["prefix"], {"proj_map": proj_map[:batch].numpy()})[0]
             if got.shape != reference.shape:
                 raise AssertionError(f"projector n={count}: ONNX gives {got.shape}, PyTorch {reference.shape}")
@@ -182,7 +179,7 @@ def export_projectors(model, out: Path, pixels: np.ndarray, counts: list[int]) -
 
 
 def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]:
-    """The per-object graph, checked against ``PerceptionDecoder.forward`` on the model's own memory, at
+    """The per-object graph, checked against ``GroundingModel.perceive`` on the model's own frame, at
     several batch sizes, object counts and (with a visual pointer) visual-token grid sides."""
     graph = PerceptionGraph(model).eval()
     with torch.no_grad():
@@ -213,9 +210,8 @@ def export_perception(model, out: Path, pixels: np.ndarray) -> tuple[Path, dict]
     for batch, objects, side in ((1, 1, max_side), (1, 3, max(1, max_side // 2)), (pixels.shape[0], 2, max_side - 1)):
         args = feeds(batch, objects, side)
         with torch.no_grad():
-            pointer = model.pointer.grid(args[0], args[3]) if pointing else None
-            boxes, logits, match = model.perception_decoder(args[0], features.memory[:batch], args[2], pointer)
-            feedback = model.perception_encoder(boxes.reshape(-1, 4)).view(batch, objects, -1)
+            boxes, logits, feedback, match = model.perceive(args[0], features.first(batch).keys_values, args[2],
+                                                            args[3] if pointing else None)
         got = session.run(names, {name: value.numpy() for name, value in zip(inputs, args)})
         parity["boxes_rel"] = max(parity["boxes_rel"], _rel(got[0], boxes.numpy()))
         parity["mask_logits_rel"] = max(parity["mask_logits_rel"], _rel(got[1], logits.numpy()))

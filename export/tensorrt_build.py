@@ -2,11 +2,11 @@
 
 NOT RUN on any machine this project has had: TensorRT cannot be installed
 there (see docs/DEPLOYMENT.md). The code follows the TensorRT 8.6 / 10.x
-Python API; tests/test_export_tensorrt.py runs it wherever ``tensorrt``
+Python API; tests/test_runtime_tensorrt.py runs it wherever ``tensorrt``
 imports and a CUDA device exists, and skips with that reason elsewhere.
 
 - FP16 engines for every graph except the LLM (the LLM runs on ONNX Runtime,
-  see runtime/tensorrt_backend.py).
+  see ros_pgpt/inference/tensorrt_engine.py).
 - INT8 for ``frame.onnx`` (the vision encoder, where int8 pays): entropy
   calibration on scenes from ``ros_pgpt.data.SceneGenerator``, with FP16
   fallback for layers TensorRT keeps in higher precision. The calibration

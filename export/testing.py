@@ -2,26 +2,28 @@
 
 ``test_checkpoint(tmp)`` gives the trained default checkpoint when it exists
 ($ROS_PGPT_CHECKPOINT or ros_pgpt/checkpoints/default), else an untrained
-tiny one written to ``tmp``. fp32 parity holds for untrained weights too;
+tiny one written to ``tmp`` (tests/data/tiny_model.yaml: the default model's
+code paths, far fewer FLOPs). fp32 parity holds for untrained weights too;
 accuracy checks (int8) need the trained one and skip without it.
-
-The tiny model is tests/data/tiny_model.yaml (``TINY_CONFIG``), the one tiny
-config of every test: the training tests train it, ``tiny_checkpoint`` builds
-it untrained. Same code paths as the shipped model, far fewer FLOPs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+# The tests' one tiny model (its model section; the source tree's, beside the tests that use it).
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_model.yaml"
 
 
-def tiny_config() -> dict:
-    """tests/data/tiny_model.yaml as a dict with ``model`` and ``train`` sections."""
+def tiny_model_config(**overrides):
+    """The ModelConfig of TINY_CONFIG, ``overrides`` changed."""
     import yaml
 
-    return yaml.safe_load(TINY_CONFIG.read_text())
+    from ros_pgpt.model.config import model_config_from_dict
+
+    if not TINY_CONFIG.is_file():
+        raise FileNotFoundError(f"tiny test checkpoints need the source tree's {TINY_CONFIG}")
+    return model_config_from_dict(yaml.safe_load(TINY_CONFIG.read_text())["model"] | overrides)
 
 
 def trained_checkpoint() -> Path | None:
@@ -37,13 +39,11 @@ def tiny_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
     import torch
 
     from ros_pgpt.model.build import build_model, save_checkpoint
-    from ros_pgpt.model.config import model_config_from_dict
     from ros_pgpt.data.corpus import text_corpus
 
-    tiny = tiny_config()
     torch.manual_seed(seed)
-    config = model_config_from_dict(tiny["model"] | overrides)
-    model = build_model(config, tokenizer_texts=text_corpus(tiny["train"]["tokenizer_corpus_samples"], seed=seed))
+    config = tiny_model_config(**overrides)
+    model = build_model(config, tokenizer_texts=text_corpus(200, seed=seed))
     return save_checkpoint(model, Path(directory), config=config, metadata={"step": 0})
 
 

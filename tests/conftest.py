@@ -33,7 +33,7 @@ def ros_context(ros_env):
         yield ctx
 
 
-from ros_pgpt.export.testing import TINY_CONFIG  # noqa: E402,F401  (the one tiny test config)
+TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny_model.yaml"  # also export/testing.py's
 
 
 @pytest.fixture

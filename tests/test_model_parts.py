@@ -12,6 +12,7 @@ from ros_pgpt.training.batching import collate
 from ros_pgpt.model.build import build_model
 from ros_pgpt.model.config import ModelConfig
 from ros_pgpt.training.config import load_config
+from ros_pgpt.training.teacher_forcing import TeacherForcing, collate_options
 from ros_pgpt.model.image_encoder import EfficientNetLite0Encoder
 from ros_pgpt.model.losses import box_iou, dice_loss, generalized_box_iou
 from ros_pgpt.model.perception import MATCH_EVIDENCE, AttributeHeads, PerceptionDecoder, PerceptionEncoder
@@ -190,7 +191,7 @@ def test_batch_alignment(tiny_model):
     sample = SceneGenerator(resolutions=[(320, 240)]).sample(11, n_queries=8)
     model = tiny_model
     images, batch = collate([(sample.scene, sample.queries)], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     ids = model.ids
     assert images.shape == (1, 3, 128, 128)
     for row, query in enumerate(sample.queries):
@@ -201,7 +202,7 @@ def test_batch_alignment(tiny_model):
     assert (batch.text_ids[batch.obj_rows, batch.obj_cols] == ids.obj).all()
     assert len(batch.obj_rows) == sum(len(q.targets) for q in sample.queries)
     assert batch.obj_masks.shape[1:] == (model.mask_side, model.mask_side)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     assert {"lm", "box_l1", "box_giou", "mask_bce", "mask_dice"} <= set(losses) or not len(batch.obj_rows)
     assert all(torch.isfinite(v) for v in losses.values())
 
@@ -242,9 +243,9 @@ def test_superlative_heads_train_the_llm(tiny_model):
     assert model.superlatives is not None, "the tiny config trains the superlative heads, as the default one does"
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     model.zero_grad(set_to_none=True)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     losses["superlative"].backward()
     assert model.superlatives.weight.grad.abs().sum() > 0
     assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
@@ -257,7 +258,7 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     model, ids = tiny_model, tiny_model.ids
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (5, 6, 7)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids,
-                            **model.collate_options)
+                            **collate_options(model))
     queries = [(f, q) for f, s in enumerate(samples) for q in s.queries]
     absent = [(f, row, q) for row, (f, q) in enumerate(queries) if q.kind == "absent"]
     assert absent, "the seeds must give absent prompts"
@@ -273,7 +274,7 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
         list(zip(batch.scene_index[batch.probe_rows].tolist(), batch.probe_slots.tolist()))
     assert len(set(decoded)) == len(decoded)
     model.zero_grad(set_to_none=True)
-    losses = model(images, batch, 16)
+    losses = TeacherForcing(model)(images, batch, 16)
     losses["match"].backward()
     decoder = model.perception_decoder
     for head in (decoder.match_head, decoder.match_intent, decoder.match_found, decoder.evidence):
@@ -283,9 +284,10 @@ def test_match_probes_answer_absent_prompts_with_an_object(tiny_model):
     touched = [n for n, p in decoder.named_parameters()
                if p.grad is not None and p.grad.abs().sum() > 0 and not n.startswith(("match", "evidence"))]
     assert not touched, touched
-    no_probes = dict(model.collate_options, match_probes=False)
+    no_probes = dict(collate_options(model), match_probes=False)
     with pytest.raises(ValueError, match="match_probes"):
-        model(*collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids, **no_probes), 16)
+        TeacherForcing(model)(*collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, ids,
+                                       **no_probes), 16)
 
 
 def test_prompt_validation(tiny_model):
@@ -367,19 +369,12 @@ def test_visual_pointer_targets_the_centre_cell():
     assert centre_cells(boxes, 4).tolist() == [0, 3, 10, 15]
     logits = VisualPointer(hidden_dim=64)(torch.randn(4, 64), torch.randn(4, 16, 64))
     assert logits.shape == (4, 16)
-    with_no_match = VisualPointer(hidden_dim=64, no_match=True)(torch.randn(4, 64), torch.randn(4, 16, 64))
-    assert with_no_match.shape == (4, 17)  # the last logit: "nothing matches"
 
 
 def test_region_owners_take_covering_or_centred_objects():
     """Grid cells belong to the object covering half of them or (coarse grids) holding its centre."""
-    from ros_pgpt.model.grounding_model import (
-        AMBIGUOUS,
-        NO_OBJECT,
-        SequenceBatch,
-        attribute_labels,
-        region_owners,
-    )
+    from ros_pgpt.training.batching import SequenceBatch
+    from ros_pgpt.training.regions import AMBIGUOUS, NO_OBJECT, attribute_labels, region_owners
 
     side = 8
     masks = torch.zeros(4, side, side)
@@ -429,34 +424,36 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
     model_config, _ = load_config(TINY_CONFIG)
     model_config.attribute_heads = True
     model_config.box_readout = "pixel_votes"
-    model_config.visual_pointer = model_config.decision_pointer = True
     model = build_model(model_config, tokenizer_texts=text_corpus(100, seed=0) + ["none"] * 50)
     samples = [SceneGenerator(resolutions=[(320, 240)]).sample(seed, n_queries=8) for seed in (3, 4)]
     images, batch = collate([(s.scene, s.queries) for s in samples], model.language_model.tokenizer, model.ids,
-                            **model.collate_options)
+                            **collate_options(model))
     objects = [o for s in samples for o in s.scene.objects]
     assert batch.object_masks.shape == (len(objects), model.mask_side, model.mask_side)
     assert batch.object_frames.tolist() == [f for f, s in enumerate(samples) for _ in s.scene.objects]
     targets = [objects[int(i)] for i in batch.obj_objects]
     assert batch.object_attributes[batch.obj_objects].tolist() == [list(object_attribute_ids(o)) for o in targets]
     assert torch.equal(batch.object_boxes[batch.obj_objects], batch.obj_boxes)  # the same objects as the targets
-    # One decision per object question, at its last prompt token (the separator), absent ones included.
-    queries = [(f, q) for f, s in enumerate(samples) for q in s.queries]
-    asked = [(row, q) for row, (_, q) in enumerate(queries) if q.kind != "describe"]
-    assert batch.decision_rows.tolist() == [row for row, _ in asked]
-    assert (batch.text_ids[batch.decision_rows, batch.decision_cols] == model.ids.sep).all()
-    assert batch.decision_present.tolist() == [bool(q.targets) for _, q in asked]
-    assert not batch.decision_present.all() and batch.decision_boxes[~batch.decision_present].eq(0).all()
-    losses = model(images, batch, 16)
-    assert {"attr_token", "attr_visual", "attr_pixel", "box_votes", "decision"} <= set(losses)
+    losses = TeacherForcing(model)(images, batch, 16)
+    assert {"attr_token", "attr_visual", "attr_pixel", "box_votes"} <= set(losses)
     (losses["attr_token"] + losses["attr_visual"] + losses["attr_pixel"]).backward()
     assert model.language_model.model.get_input_embeddings().weight.grad.abs().sum() > 0
     assert model.projector.readout[0].weight.grad.abs().sum() > 0
     assert model.perception_decoder.lateral[1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="grid projector"):
         build_model(ModelConfig(projector="resampler", attribute_heads=True))
-    with pytest.raises(ValueError, match="needs visual_pointer"):
-        build_model(ModelConfig(decision_pointer=True))
+
+
+
+def test_retired_ablation_options_load_only_at_their_old_default():
+    """Checkpoints saved with ``decision_pointer: false`` still load; the option itself is at a git tag."""
+    from ros_pgpt.model.config import model_config_from_dict
+
+    assert model_config_from_dict({"decision_pointer": False}) == ModelConfig()
+    with pytest.raises(ValueError, match="ablation-variants"):
+        model_config_from_dict({"decision_pointer": True})
+    with pytest.raises(ValueError, match="ablation-variants"):
+        PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="pixel_votes", match_head=True)
 
 
 def test_pixel_votes_box_follows_the_mask():
@@ -506,8 +503,8 @@ def test_pixel_votes_box_reads_only_the_peaks_object_at_run_time():
                                 box_readout="pixel_votes")
     query, mask_map = _two_objects(decoder)
     with torch.no_grad():
-        mixed = decoder.train().readout(query, query, mask_map)[0][0, 0]
-        read = decoder.eval().readout(query, query, mask_map)[0][0, 0]
+        mixed = decoder.dense_readout(query, query, mask_map)[0][0, 0]
+        read = decoder.readout(query, query, mask_map)[0][0, 0]
     assert 0.2 < float(mixed[0]) < 0.5  # the average of two boxes, on neither object
     torch.testing.assert_close(read, TWO_BOXES[0], atol=1e-4, rtol=0)
 
@@ -524,13 +521,14 @@ def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
     (its log share costs it little), the box and match logit are that object's, and the mask drops
     the other object's pixels."""
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
-                                box_readout="pixel_votes", match_head=True).eval()
+                                box_readout="pixel_votes", match_head=True, pointer_prior=True).eval()
     query, mask_map = _two_objects(decoder)
+    flat = decoder.prior(torch.full((1, 1, 4, 4), -math.log(16)), mask_map)  # the pointer has no opinion
     liked = torch.zeros(32, 32)
     liked[TWO_PLACES[preferred], TWO_PLACES[preferred]] = 1.0  # the match head likes that object's pixels
     decoder._match = lambda intent, weights, _: 10 * (weights * liked.flatten()).sum(-1)  # noqa: E731
     with torch.no_grad():
-        box, logits, match = decoder.readout(torch.randn(1, 1, 64), query, mask_map)
+        box, logits, match = decoder.readout(torch.randn(1, 1, 64), query, mask_map, flat)
     torch.testing.assert_close(box[0, 0], TWO_BOXES[preferred], atol=1e-4, rtol=0)
     assert float(match[0, 0]) == pytest.approx(10.0, abs=1e-3)
     kept, dropped = TWO_PLACES[preferred], TWO_PLACES[1 - preferred]
@@ -538,20 +536,18 @@ def test_run_time_readout_picks_the_object_the_match_head_prefers(preferred):
 
 
 def test_pointer_finds_the_object_a_mask_barely_reaches():
-    """A mask almost all on one object (its share of the other: e^-15): without a pointer the faint
-    object is not even a candidate; with the pointer's log-probabilities peaked on the faint object's
-    cell, that object is read out and the mask keeps its pixels, not the other's."""
+    """A mask almost all on one object (its share of the other: e^-15): with the pointer's
+    log-probabilities peaked on the faint object's cell, that object is read out and the mask keeps its
+    pixels, not the other's."""
     decoder = PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, dim=32, layers=1, heads=2,
-                                box_readout="pixel_votes", match_head=True).eval()
+                                box_readout="pixel_votes", match_head=True, pointer_prior=True).eval()
     query, mask_map = _two_objects(decoder, logits=(30.0, 15.0))
     decoder._match = lambda intent, weights, _: weights.sum(-1) * 0  # noqa: E731  (no opinion)
     pointer = torch.full((1, 1, 4, 4), -10.0)
     pointer[0, 0, 2, 2] = 0.0  # the cell holding the second object's centre (0.7, 0.7)
     hidden = torch.randn(1, 1, 64)
     with torch.no_grad():
-        unpointed = decoder.readout(hidden, query, mask_map)[0]
         box, logits, _ = decoder.readout(hidden, query, mask_map, decoder.prior(pointer, mask_map))
-    torch.testing.assert_close(unpointed[0, 0], TWO_BOXES[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(box[0, 0], TWO_BOXES[1], atol=1e-4, rtol=0)
     kept, dropped = TWO_PLACES[1], TWO_PLACES[0]
     assert (logits[0, 0, dropped, dropped] <= -20).all() and (logits[0, 0, kept, kept] > 14).all()
@@ -560,13 +556,13 @@ def test_pointer_finds_the_object_a_mask_barely_reaches():
 def test_pointer_grid_is_a_distribution_over_the_cells():
     from ros_pgpt.model.perception import VisualPointer
 
-    pointer = VisualPointer(hidden_dim=64, no_match=True)
+    pointer = VisualPointer(hidden_dim=64)
     hidden, visual = torch.randn(2, 3, 64), torch.randn(2, 16, 64)
     grid = pointer.grid(hidden, visual.unflatten(1, (4, 4)))
     assert grid.shape == (2, 3, 4, 4)
     torch.testing.assert_close(grid.flatten(2).logsumexp(-1), torch.zeros(2, 3))
-    # Row-major cells, as the pointer loss numbers them; the "no match" key is left out.
-    logits = pointer(hidden[1], visual[1].expand(3, -1, -1))[:, :16]
+    # Row-major cells, as the pointer loss numbers them.
+    logits = pointer(hidden[1], visual[1].expand(3, -1, -1))
     torch.testing.assert_close(grid[1].flatten(1), logits.log_softmax(-1))
 
 
@@ -589,7 +585,7 @@ def test_pointer_prior_steers_the_decoder_attention():
     with pytest.raises(ValueError, match="pointer"):
         decoder(hidden, memory, mask_map)
     with pytest.raises(ValueError, match="needs visual_pointer"):
-        build_model(ModelConfig(pointer_prior=True))
+        build_model(ModelConfig(visual_pointer=False))
 
 
 def test_layernorm2d_normalizes_each_pixel_over_channels():
@@ -611,3 +607,18 @@ def test_layernorm2d_normalizes_each_pixel_over_channels():
     (grad_out,) = torch.autograd.grad(out.square().sum(), x)
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(grad_out, grad_expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_attention_is_multihead_attention_written_out():
+    """``CrossAttentionBlock.attend`` over ``keys_values`` computes what ``nn.MultiheadAttention`` does with
+    the same parameters (the one attention training, engines and ONNX graphs run)."""
+    from ros_pgpt.model.attention import CrossAttentionBlock
+
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(dim=32, heads=4).eval()
+    query, memory, bias = torch.randn(2, 3, 32), torch.randn(2, 50, 32), torch.randn(2, 3, 50)
+    with torch.no_grad():
+        expected, _ = block.attn(query, memory, memory, attn_mask=bias.repeat_interleave(4, dim=0),
+                                 need_weights=False)
+        got = block.attend(query, *block.keys_values(memory), bias)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

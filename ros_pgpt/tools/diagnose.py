@@ -46,7 +46,8 @@ from ros_pgpt.training.batching import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, colla
 from ros_pgpt.data.scenes import POSITION_WORDS, RELATION_WORDS
 from ros_pgpt.training.evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from ros_pgpt.data.geometry import box_iou, mask_iou
-from ros_pgpt.model.grounding_model import attribute_labels, region_owners
+from ros_pgpt.training.regions import attribute_labels, region_owners
+from ros_pgpt.training.teacher_forcing import collate_options
 
 OUTCOMES = ("right", "other_object", "loose", "off", "none")
 FAMILIES = ("attribute", "superlative", "relation", "relation_box")
@@ -92,7 +93,7 @@ def _frame_passes(model, items, tokens: int, frames_per_batch: int = 6):
     language_model = model.language_model
     for start in range(0, len(items), frames_per_batch):
         images, batch = collate(items[start:start + frames_per_batch], language_model.tokenizer,
-                                language_model.ids, **model.collate_options)
+                                language_model.ids, **collate_options(model))
         frames = model.encode_frames(images)
         prefix = model.image_prefix(frames, tokens)
         hidden, _, _ = language_model(prefix)

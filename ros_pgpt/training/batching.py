@@ -6,11 +6,12 @@ predictor uses at run time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ros_pgpt.data.scenes import BASE_MASKS, COLOURS, POSITION_WORDS, SHAPES, SIZES
-from ros_pgpt.model.grounding_model import SequenceBatch
 from ros_pgpt.model.language_model import NONE_ANSWER, TokenIds
 from ros_pgpt.data.letterbox import Letterbox, image_tensor
 from ros_pgpt.data.prompts import box_to_text, encode_prompt
@@ -21,6 +22,39 @@ ATTRIBUTE_NAMES = ("colour", "shape", "size")  # the order of object_attribute_i
 ATTRIBUTE_CLASSES = (len(COLOURS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
 # One label per superlative descriptor ("object", a shape, a colour, both) and position word.
 SUPERLATIVE_LABELS = len(BASE_MASKS) * len(POSITION_WORDS)
+
+
+@dataclass
+class SequenceBatch:
+    """A training batch's text side and targets (``collate``); positions index the text part (after the
+    image prefix)."""
+
+    scene_index: torch.Tensor  # (N,) which frame each sequence reads
+    text_ids: torch.Tensor  # (N, T) right-padded
+    text_mask: torch.Tensor  # (N, T) bool
+    labels: torch.Tensor  # (N, T) next-token targets, -100 = ignore
+    box_rows: torch.Tensor  # (Kb,) <box> placeholders
+    box_cols: torch.Tensor
+    box_values: torch.Tensor  # (Kb, 4) unit xyxy
+    obj_rows: torch.Tensor  # (Ko,) <obj> answer tokens
+    obj_cols: torch.Tensor
+    obj_slots: torch.Tensor  # (Ko,) index of the object among its frame's objects
+    obj_boxes: torch.Tensor  # (Ko, 4) unit xyxy targets
+    obj_masks: torch.Tensor  # (Ko, h, w) soft targets on the mask grid
+    # Every object of every frame, for the dense losses (None without them).
+    obj_objects: torch.Tensor | None = None  # (Ko,) which object each <obj> is
+    object_frames: torch.Tensor | None = None  # (No,)
+    object_masks: torch.Tensor | None = None  # (No, h, w) visible coverage on the mask grid
+    object_boxes: torch.Tensor | None = None  # (No, 4) unit xyxy
+    object_attributes: torch.Tensor | None = None  # (No, 3) colour, shape, size ids (0 = no object)
+    object_superlatives: torch.Tensor | None = None  # (No, L) batching.superlative_labels (-1 = none applies)
+    # <obj> tokens forced onto prompts whose object is absent (no LM target): the match head's negatives.
+    probe_rows: torch.Tensor | None = None  # (Kp,)
+    probe_cols: torch.Tensor | None = None
+    probe_slots: torch.Tensor | None = None  # (Kp,) slots after the frame's <obj> targets
+
+    def to(self, device) -> "SequenceBatch":
+        return SequenceBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
 
 def coordinate_corpus(count: int, seed: int) -> list[str]:
@@ -110,7 +144,7 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         for query in queries:
             rows.append((scene_index, letterbox, scene, query))
 
-    text, labels, box_refs, obj_refs, decisions, probes = [], [], [], [], [], []
+    text, labels, box_refs, obj_refs, probes = [], [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
         spelled = answer_format == "text_coordinates"
@@ -123,9 +157,6 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         text.append(sequence)
         labels.append(target)
         box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
-        if query.kind != "describe":
-            first = letterbox.boxes_to_unit(scene.objects[query.targets[0]].box) if query.targets else np.zeros(4)
-            decisions.append((row, len(prompt.ids) - 1, first, bool(query.targets)))
         for k, index in enumerate(targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
@@ -158,9 +189,6 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
         obj_rows=column(obj_refs, 0), obj_cols=column(obj_refs, 1), obj_slots=decoded_slots[:len(obj_refs)],
         obj_boxes=torch.tensor(np.array([r[2] for r in obj_refs], np.float32).reshape(-1, 4)),
         obj_masks=torch.tensor(np.array([r[3] for r in obj_refs], np.float32).reshape(-1, mask_side, mask_side)),
-        decision_rows=column(decisions, 0), decision_cols=column(decisions, 1),
-        decision_boxes=torch.tensor(np.array([d[2] for d in decisions], np.float32).reshape(-1, 4)),
-        decision_present=column(decisions, 3, torch.bool),
     )
     if match_probes:
         batch.probe_rows = torch.tensor(probe_rows, dtype=torch.long)

@@ -60,7 +60,6 @@ class TrainConfig:
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 1.0
     pointer_weight: float = 1.0
-    decision_weight: float = 1.0
     attr_token_weight: float = 1.0
     attr_visual_weight: float = 1.0
     attr_pixel_weight: float = 1.0

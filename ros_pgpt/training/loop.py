@@ -29,6 +29,7 @@ from ros_pgpt.model.config import ModelConfig
 from ros_pgpt.training.config import TrainConfig, load_config
 from ros_pgpt.model.language_model import NONE_ANSWER
 from ros_pgpt.training.numerics import flush_denormals
+from ros_pgpt.training.teacher_forcing import TeacherForcing, collate_options
 
 TRAIN_STATE_FILE = "train_state.safetensors"
 TRAIN_META_FILE = "train_state.json"
@@ -154,7 +155,7 @@ def train_step(model, optimizer: torch.optim.Optimizer, train: TrainConfig, gene
                device: str = "cpu", frozen_encoder=None, wrapped=None, lap=None):
     """One optimizer step on step ``step``'s scenes: (losses, weighted total, visual-token count).
 
-    ``wrapped``: the module to call (DDP's wrapper; default ``model``). ``lap(stage)`` is called
+    ``wrapped``: the module to call (DDP's wrapper of a ``TeacherForcing``; default ``TeacherForcing(model)``). ``lap(stage)`` is called
     after each stage (scenes, collate, encoder, forward, backward, optimizer): ``train-bench`` times them.
     """
     lap = lap or (lambda stage: None)
@@ -162,14 +163,14 @@ def train_step(model, optimizer: torch.optim.Optimizer, train: TrainConfig, gene
         flush_denormals()  # again: without it a trained model's step takes ~1.25x longer (numerics.py)
     items = step_items(generator, train, step, rank)
     lap("scenes")
-    images, batch = collate(items, model.language_model.tokenizer, model.ids, **model.collate_options)
+    images, batch = collate(items, model.language_model.tokenizer, model.ids, **collate_options(model))
     images = images.to(device)
-    batch = type(batch)(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
+    batch = batch.to(device)
     lap("collate")
     count = step_token_count(train, step)
     pyramid = frozen_encoder(images) if frozen_encoder else None
     lap("encoder")
-    losses = (wrapped or model)(images, batch, count, pyramid=pyramid)
+    losses = (wrapped or TeacherForcing(model))(images, batch, count, pyramid=pyramid)
     total = sum(getattr(train, f"{name}_weight") * value for name, value in losses.items())
     lap("forward")
     optimizer.zero_grad(set_to_none=True)
@@ -221,9 +222,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir: Path, *
     configure_trainable(model, train_config)
     optimizer = build_optimizer(model, train_config)
     start, elapsed = (load_train_state(out_dir, optimizer) if resuming else (0, 0.0))
-    wrapped = model
+    wrapped = TeacherForcing(model)
     if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, find_unused_parameters=True)
     frozen_encoder = ort_encoder(model, train_config, device) if not train_config.train_vision else None
     generator = scene_generator(train_config)
     history: list[dict] = []
