@@ -375,7 +375,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
     if unsupported:
         raise ValueError(f"visual-token counts {unsupported} are not squares <= {model.projector.max_tokens}")
     pixels = example_frames(model.image_size)
-    files, parity, precision = {}, {}, {}
+    files, parity = {}, {}
     timings = {}
 
     def note(name, path, precision_name, stage_started):

@@ -9,10 +9,13 @@ Scheduling:
 * **Queries** wait in a queue of at most ``queue_size``; one more is refused
   at once with ``Busy`` (an honest "busy": the queue really is full).
 * **Standing prompts** hold one slot of their own (a newer frame replaces a
-  standing run that has not started) and a reserved turn: after a query, a
-  waiting standing run goes next. Under any query load the standing prompts
-  therefore get at least every other turn and keep their rate, while a query
-  waits behind at most one standing run.
+  standing run that has not started) and reserved turns: a waiting standing
+  run goes next unless the last ``MAX_STANDING_IN_A_ROW`` jobs were standing
+  runs and a query waits. A standing run waits for the query in flight, so
+  when a query and a standing run together take longer than the rate's
+  period the standing prompts fall behind their grid; two turns in a row let
+  them catch up (they get up to two thirds of the turns under a query flood
+  and keep their rate), while a query waits behind at most two standing runs.
 * Queries run in arrival order. A latest-frame query picks its frame when it
   starts (the node reuses the frame the model holds while it is recent), so
   queries behind a standing run share its vision work.
@@ -30,6 +33,7 @@ class Busy(Exception):
 
 
 SHUTTING_DOWN = 'the node is shutting down'
+MAX_STANDING_IN_A_ROW = 2  # standing runs in a row while queries wait (see the module docstring)
 
 
 @dataclass
@@ -46,7 +50,7 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._stop = False
         self._on_error = on_error
-        self._last_kind = None  # 'query' | 'standing': whose turn it was last
+        self._standing_streak = 0  # standing runs since the last query
         self.running = None  # 'query' | 'standing' | None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -82,9 +86,11 @@ class InferenceWorker:
 
     def _next_job(self) -> tuple[str, Job]:
         """The scheduling rule (see the module docstring); called with the lock held."""
-        if self._standing is not None and (not self._queries or self._last_kind != 'standing'):
+        if self._standing is not None and (not self._queries or self._standing_streak < MAX_STANDING_IN_A_ROW):
             job, self._standing = self._standing, None
+            self._standing_streak += 1
             return 'standing', job
+        self._standing_streak = 0
         return 'query', self._queries.popleft()
 
     def _loop(self):
@@ -95,7 +101,7 @@ class InferenceWorker:
                 if self._stop:
                     break
                 kind, job = self._next_job()
-                self.running = self._last_kind = kind
+                self.running = kind
             result, error = None, None
             try:
                 result = job.run()
