@@ -366,9 +366,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, counts: li
     # Generated files (ONNX, engines, manifest) never belong in git, wherever the directory is.
     (out / ".gitignore").write_text("# written by ros-pgpt export\n*\n")
     model = load_model(checkpoint).eval()
-    if model.answer_format != "perception":
-        raise ValueError(f"{checkpoint}: answer_format {model.answer_format!r} is an ablation baseline; "
-                         "export supports perception-token models")
     all_counts = supported_counts(model.projector.max_tokens)
     counts = sorted(set(counts or all_counts))
     unsupported = [c for c in counts if c not in all_counts]

@@ -110,7 +110,6 @@ def test_predictor_takes_the_rules_and_keyword_overrides():
 
 
 def test_answer_token_limit():
-    assert RULES.answer_token_limit(text_coordinates=False) == 12
-    assert RULES.answer_token_limit(text_coordinates=True) == 12 * RULES.max_objects
-    assert replace(RULES, max_answer_tokens=5).answer_token_limit(text_coordinates=True) == 5
+    assert RULES.answer_token_limit() == 12
+    assert replace(RULES, max_answer_tokens=5).answer_token_limit() == 5
 

@@ -446,12 +446,16 @@ def test_dense_heads_train_both_sides_of_the_match(tiny_model):
 
 
 def test_retired_ablation_options_load_only_at_their_old_default():
-    """Checkpoints saved with ``decision_pointer: false`` still load; the option itself is at a git tag."""
+    """Checkpoints saved with ``decision_pointer: false`` or ``answer_format: perception`` (the shipped one)
+    still load; the options themselves are at a git tag."""
     from ros_pgpt.model.config import model_config_from_dict
 
     assert model_config_from_dict({"decision_pointer": False}) == ModelConfig()
+    assert model_config_from_dict({"answer_format": "perception"}) == ModelConfig()
     with pytest.raises(ValueError, match="ablation-variants"):
         model_config_from_dict({"decision_pointer": True})
+    with pytest.raises(ValueError, match="ablation-variants"):
+        model_config_from_dict({"answer_format": "text_coordinates"})
     with pytest.raises(ValueError, match="ablation-variants"):
         PerceptionDecoder(hidden_dim=64, feature_channels=CHANNELS, box_readout="pixel_votes", match_head=True)
 

@@ -17,9 +17,6 @@ from ros_pgpt.model.language_model import BOX, TokenIds
 # Longest prompt accepted, in characters (the node rejects longer ones).
 MAX_PROMPT_CHARS = 512
 
-_BOX_TEXT = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
-
-
 def normalize_prompt(prompt: str) -> str:
     """Lower-case, single spaces, no surrounding blanks."""
     return re.sub(r"\s+", " ", prompt).strip().lower()
@@ -47,16 +44,3 @@ def encode_prompt(tokenizer, ids: TokenIds, prompt: str, boxes_unit=()) -> Encod
     token_ids = tokenizer.encode(text, add_special_tokens=False) + [ids.sep]
     positions = [i for i, token in enumerate(token_ids) if token == ids.box]
     return EncodedPrompt(ids=token_ids, box_positions=positions, boxes=boxes)
-
-
-def box_to_text(box_unit) -> str:
-    """Unit xyxy -> "[x0,y0,x1,y1]" in hundredths (Shikra-style text coordinates)."""
-    return "[" + ",".join(str(int(round(min(max(v, 0.0), 1.0) * 100))) for v in box_unit) + "]"
-
-
-def boxes_from_text(text: str) -> np.ndarray:
-    """Every "[x0,y0,x1,y1]" in ``text`` -> (K, 4) unit xyxy (degenerate boxes kept as written)."""
-    return np.array([[int(v) / 100 for v in match] for match in _BOX_TEXT.findall(text)],
-                    dtype=np.float32).reshape(-1, 4)
-
-

@@ -32,9 +32,9 @@ class DecodingRules:
     refine_masks: bool = True
     # Most objects in one answer: bounds a runaway answer.
     max_objects: int = 8
-    # Most answer tokens (None: 12, or 12 per object for text-coordinate answers): bounds a runaway answer.
+    # Most answer tokens (None: 12): bounds a runaway answer.
     max_answer_tokens: int | None = None
 
-    def answer_token_limit(self, text_coordinates: bool) -> int:
-        """Tokens decoded at most: text coordinates spell ~10 tokens per object where perception takes one."""
-        return self.max_answer_tokens or (12 * self.max_objects if text_coordinates else 12)
+    def answer_token_limit(self) -> int:
+        """Tokens decoded at most: one per object, or a short text answer."""
+        return self.max_answer_tokens or 12

@@ -43,7 +43,6 @@ class Engine:
 
     name = "abstract"
     precision = "fp32"
-    answer_format = "perception"  # or "text_coordinates" (ModelConfig.answer_format)
     has_match_head = False  # whether ``perceive`` gives a match probability
     reason = "asked for explicitly"  # why this backend runs (``create_engine`` sets it for "auto")
     image_size: int

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ros_pgpt.data.prompts import boxes_from_text, encode_prompt
+from ros_pgpt.data.prompts import encode_prompt
 from ros_pgpt.inference.decoding import DecodingRules
 from ros_pgpt.inference.mask_refine import refine_mask
 from ros_pgpt.data.geometry import box_iou
@@ -104,7 +104,6 @@ class Predictor:
         self.model = getattr(engine, "model", model)  # None for engines without a PyTorch model
         # ``overrides``: DecodingRules fields (match_threshold=0.3, refine_masks=False, ...) over ``rules``.
         self.rules = replace(rules or DecodingRules(), **overrides)
-        self.text_coordinates = getattr(engine, "answer_format", "perception") == "text_coordinates"
         # The first token of the answer "none": the LLM's "not found".
         self._none_token = engine.tokenizer.encode(NONE_ANSWER, add_special_tokens=False)[0]
         self.device = getattr(engine, "device", torch.device("cpu"))
@@ -177,12 +176,9 @@ class Predictor:
         _check_boxes(boxes, frame.letterbox)
         encoded = encode_prompt(engine.tokenizer, engine.ids, prompt, frame.letterbox.boxes_to_unit(boxes))
         prefix = self._prefix(frame, count)
-        objects, answer_ids, confidence, rejected = self._generate(frame, encoded, prefix, watch)
+        objects, answer_ids, rejected = self._generate(frame, encoded, prefix, watch)
         # A refused first object is the model's "not found".
         answer = engine.tokenizer.decode(answer_ids, skip_special_tokens=False).strip() or ("none" if rejected else "")
-        if self.text_coordinates:
-            objects = [(confidence, box, None) for box in boxes_from_text(answer)[:self.rules.max_objects]]
-            masks = False
         result_objects = self._postprocess(frame, objects, masks, object_phrase(text))
         watch.lap("postprocess")
         watch.timings["total"] = sum(watch.timings.values())
@@ -203,9 +199,8 @@ class Predictor:
         watch.lap("prefill")
         objects, answer = [], []
         feedback = None
-        log_probability = 0.0
         rejected = 0
-        for _ in range(rules.answer_token_limit(self.text_coordinates)):
+        for _ in range(rules.answer_token_limit()):
             token = int(logits.argmax())
             if token == ids.eos and objects and _probability(logits, ids.obj) >= rules.next_object_threshold:
                 token = ids.obj
@@ -214,8 +209,6 @@ class Predictor:
                 token = ids.obj  # the match head below accepts or refuses it
             if token == ids.eos or (token == ids.obj and len(objects) >= rules.max_objects):
                 break
-            if self.text_coordinates:  # their only score; perception objects carry their own
-                log_probability += float(np.log(_probability(logits, token)))
             state, hidden, logits_next = engine.forward(state, engine.embed([token], feedback=feedback))
             feedback = None
             if token == ids.obj:
@@ -233,8 +226,7 @@ class Predictor:
             answer.append(token)
             logits = logits_next
         watch.lap("decode")
-        # Geometric mean of the answer's token probabilities: the score of text-coordinate objects.
-        return objects, answer, float(np.exp(log_probability / max(1, len(answer)))), rejected
+        return objects, answer, rejected
 
     def _postprocess(self, frame: _Frame, objects, masks: bool, phrase: str) -> list[GroundedObject]:
         if not objects:

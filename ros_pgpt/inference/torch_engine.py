@@ -34,7 +34,6 @@ class TorchEngine(Engine):
         self.max_visual_tokens = model.projector.max_tokens
         self.tokenizer = model.language_model.tokenizer
         self.ids = model.ids
-        self.answer_format = model.answer_format
         self.has_match_head = model.perception_decoder.match_head is not None
 
     def describe(self) -> dict:

@@ -16,7 +16,7 @@ import yaml
 from torch import nn
 from safetensors.torch import load_file, save_file
 
-from ros_pgpt.model.config import ANSWER_FORMATS, ModelConfig, model_config_from_dict
+from ros_pgpt.model.config import ModelConfig, model_config_from_dict
 from ros_pgpt.model.grounding_model import GroundingModel
 from ros_pgpt.model.image_encoder import build_image_encoder
 from ros_pgpt.model.language_model import build_language_model
@@ -30,8 +30,6 @@ CONFIG_FILE = "config.yaml"
 
 def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None,
                 tokenizer_dir: Path | None = None) -> GroundingModel:
-    if config.answer_format not in ANSWER_FORMATS:
-        raise ValueError(f"unknown answer_format {config.answer_format!r}: choose from {', '.join(ANSWER_FORMATS)}")
     if config.pointer_prior and not config.visual_pointer:
         raise ValueError("pointer_prior needs visual_pointer")
     if (config.attribute_heads or config.superlative_heads) and config.projector == "resampler":
@@ -63,8 +61,7 @@ def build_model(config: ModelConfig, *, tokenizer_texts: list[str] | None = None
         token_attributes=AttributeHeads(dim=width, classes=tuple(config.attribute_classes)) if config.attribute_heads else None,
         pixel_attributes=(AttributeHeads(dim=config.decoder_dim, classes=tuple(config.attribute_classes))
                           if config.attribute_heads else None),
-        superlatives=nn.Linear(width, config.superlative_labels) if config.superlative_heads else None,
-        answer_format=config.answer_format)
+        superlatives=nn.Linear(width, config.superlative_labels) if config.superlative_heads else None)
 
 
 def trained_state(model: GroundingModel) -> dict[str, torch.Tensor]:

@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-ANSWER_FORMATS = ("perception", "text_coordinates")
-
-
 @dataclass
 class ModelConfig:
     """Architecture of the grounding model; the defaults are the shipped checkpoint's."""
@@ -83,11 +80,6 @@ class ModelConfig:
     # prompt asked for (trained with <obj> tokens forced onto absent-object
     # prompts); at run time a first object it rejects makes the answer "none".
     match_head: bool = True
-    # How answers name objects: "perception" (one <obj> token per object,
-    # decoded by the perception heads) or "text_coordinates" (Shikra-style
-    # "[x0,y0,x1,y1]" in hundredths of the letterboxed frame, no masks; the
-    # ablation baseline of docs/RESULTS.md).
-    answer_format: str = "perception"
     # Class counts of the training-only heads, from the scene generator's vocabulary when the
     # checkpoint was trained (training checks them against today's): attribute heads (colour, shape,
     # size; each with 0 = "no object") and superlative labels (descriptor x position word).
@@ -109,7 +101,8 @@ def config_from_dict(cls, values: dict[str, Any] | None):
 
 # Keys of removed ablation options -> the only value still accepted (checkpoints saved before their
 # removal write them). The options themselves: git tag ablation-variants (docs/RESULTS.md).
-RETIRED = {"decision_pointer": False}
+# answer_format: answers name objects by <obj> tokens ("perception"); "text_coordinates" spelled boxes.
+RETIRED = {"decision_pointer": False, "answer_format": "perception"}
 
 
 def model_config_from_dict(values: dict[str, Any] | None) -> ModelConfig:

@@ -50,9 +50,8 @@ class GroundingModel(nn.Module):
                  perception_encoder: PerceptionEncoder, perception_decoder: PerceptionDecoder,
                  image_size: int, projector_pixels: bool = False, pointer: VisualPointer | None = None,
                  token_attributes: AttributeHeads | None = None, pixel_attributes: AttributeHeads | None = None,
-                 superlatives: nn.Module | None = None, answer_format: str = "perception") -> None:
+                 superlatives: nn.Module | None = None) -> None:
         super().__init__()
-        self.answer_format = answer_format  # "perception" or "text_coordinates" (see ModelConfig)
         self.image_encoder = image_encoder
         self.projector = projector
         self.language_model = language_model

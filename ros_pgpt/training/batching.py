@@ -14,7 +14,7 @@ import torch
 from ros_pgpt.data.scenes import BASE_MASKS, COLOURS, POSITION_WORDS, SHAPES, SIZES
 from ros_pgpt.model.language_model import NONE_ANSWER, TokenIds
 from ros_pgpt.data.letterbox import Letterbox, image_tensor
-from ros_pgpt.data.prompts import box_to_text, encode_prompt
+from ros_pgpt.data.prompts import encode_prompt
 
 COLOUR_NAMES = tuple(COLOURS)
 # Classes of the attribute heads (colour, shape, size), each with 0 = "no object".
@@ -57,24 +57,10 @@ class SequenceBatch:
         return SequenceBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
 
-def coordinate_corpus(count: int, seed: int) -> list[str]:
-    """Random coordinate answers, so a tokenizer trained for text coordinates knows the digits."""
-    rng = np.random.default_rng(seed)
-    texts = []
-    for _ in range(count):
-        boxes = np.sort(rng.random((int(rng.integers(1, 4)), 2, 2)), axis=1)  # (K, [min, max], [x, y])
-        texts.append(" ".join(box_to_text(box.reshape(-1)) for box in boxes))
-    return texts
-
-
-def answer_ids(tokenizer, ids: TokenIds, query, target_boxes_unit=None,
-               answer_format: str = "perception") -> list[int]:
-    """Target answer, then <eos>: the description text, "none", or per target one <obj>
-    (``answer_format`` "perception") or its "[x0,y0,x1,y1]" (``"text_coordinates"``)."""
+def answer_ids(tokenizer, ids: TokenIds, query) -> list[int]:
+    """Target answer, then <eos>: the description text, "none", or one <obj> per target."""
     if query.kind == "describe":
         body = tokenizer.encode(query.answer_text, add_special_tokens=False)
-    elif query.targets and answer_format == "text_coordinates":
-        body = tokenizer.encode(" ".join(box_to_text(b) for b in target_boxes_unit), add_special_tokens=False)
     elif query.targets:
         body = [ids.obj] * len(query.targets)
     else:
@@ -112,10 +98,9 @@ def superlative_labels(scene) -> np.ndarray:
 
 
 def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
-            answer_format: str = "perception", list_objects: bool = False, match_probes: bool = False):
+            list_objects: bool = False, match_probes: bool = False):
     """items: list of (Scene, list[Query]) -> (images (B,3,S,S), SequenceBatch).
 
-    With text coordinates the answer spells the boxes, so there are no <obj> targets.
     ``list_objects``: also list every object of every frame (visible mask on
     the mask grid, box, attribute ids) for the dense training losses.
     ``match_probes``: for every absent-object prompt, one more sequence that
@@ -147,17 +132,14 @@ def collate(items, tokenizer, ids: TokenIds, *, image_size: int, mask_side: int,
     text, labels, box_refs, obj_refs, probes = [], [], [], [], []
     for row, (scene_index, letterbox, scene, query) in enumerate(rows):
         prompt = encode_prompt(tokenizer, ids, query.prompt, letterbox.boxes_to_unit(query.input_boxes))
-        spelled = answer_format == "text_coordinates"
-        targets = [] if spelled else query.targets
-        spelled_boxes = [letterbox.boxes_to_unit(scene.objects[i].box) for i in query.targets] if spelled else None
-        answer = answer_ids(tokenizer, ids, query, spelled_boxes, answer_format)
+        answer = answer_ids(tokenizer, ids, query)
         sequence = prompt.ids + answer
         # Logit at position t predicts token t+1: supervise from the separator on.
         target = [-100] * (len(prompt.ids) - 1) + answer + [-100]
         text.append(sequence)
         labels.append(target)
         box_refs += [(row, col, box) for col, box in zip(prompt.box_positions, prompt.boxes)]
-        for k, index in enumerate(targets):
+        for k, index in enumerate(query.targets):
             obj = scene.objects[index]
             obj_refs.append((row, len(prompt.ids) + k, letterbox.boxes_to_unit(obj.box),
                              object_mask(scene_index, letterbox, scene, index), first_object[scene_index] + index))

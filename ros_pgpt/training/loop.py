@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from ros_pgpt.training.batching import collate, coordinate_corpus
+from ros_pgpt.training.batching import collate
 from ros_pgpt.model.build import WEIGHTS_FILE, build_model, load_model, read_model_config, save_checkpoint
 from ros_pgpt.model.config import ModelConfig
 from ros_pgpt.training.config import TrainConfig, load_config
@@ -146,8 +146,6 @@ def new_model(model_config: ModelConfig, train_config: TrainConfig):
     texts = text_corpus(train_config.tokenizer_corpus_samples, seed=train_config.seed)
     # "none" is an answer, not a prompt word: repeat it so BPE gives it one token.
     texts += [NONE_ANSWER] * (len(texts) // 20)
-    if model_config.answer_format == "text_coordinates":
-        texts += coordinate_corpus(len(texts) // 4, seed=train_config.seed)
     return build_model(model_config, tokenizer_texts=texts)
 
 

@@ -60,8 +60,7 @@ def needs_object_list(model) -> bool:
 
 def collate_options(model) -> dict:
     """The keyword arguments of ``batching.collate`` that make this model's training batches."""
-    return {"image_size": model.image_size, "mask_side": model.mask_side, "answer_format": model.answer_format,
-            "list_objects": needs_object_list(model),
+    return {"image_size": model.image_size, "mask_side": model.mask_side, "list_objects": needs_object_list(model),
             "match_probes": model.perception_decoder.match_head is not None}
 
 
