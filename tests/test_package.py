@@ -107,5 +107,7 @@ def test_generated_files_are_ignored_by_git():
 
 def test_readme_folders_exist():
     readme = (REPO_ROOT / 'README.md').read_text()
-    for folder in re.findall(r'^\| `([a-z_.]+)/` \|', readme, re.M):
-        assert (REPO_ROOT / folder).is_dir(), folder
+    folders = re.findall(r'^\| `([a-z_.]+)/` \|', readme, re.M)
+    assert {'export', 'tests', 'model', 'ros', 'tools'} <= set(folders)
+    for folder in folders:  # the repository's table, then the package map (folders of ros_pgpt/)
+        assert (REPO_ROOT / folder).is_dir() or (REPO_ROOT / 'ros_pgpt' / folder).is_dir(), folder
