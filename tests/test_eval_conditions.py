@@ -8,11 +8,10 @@ import pytest
 from ros_pgpt.data import COLOURS, SHAPES, SIZES, SceneGenerator
 from ros_pgpt.data.camera import HELD_OUT_PHOTOS
 from ros_pgpt.data.corpus import text_corpus
+from ros_pgpt.data.held_out_words import TEST_SYNONYMS
 from ros_pgpt.training.eval_conditions import (
     CONDITIONS,
     CONDITION_NAMES,
-    EVAL_SYNONYMS,
-    PLURAL_SYNONYMS,
     UNKNOWN_CONCEPTS,
     condition_samples,
     conditions_table,
@@ -23,7 +22,7 @@ from ros_pgpt.training.eval_conditions import (
 from ros_pgpt.training.evaluate import main as eval_main
 
 VOCABULARY = set(COLOURS) | set(SHAPES) | set(SIZES) | {s + "s" for s in SHAPES}
-SYNONYMS = {s for values in EVAL_SYNONYMS.values() for s in values} | set(PLURAL_SYNONYMS.values())
+SYNONYMS = set(TEST_SYNONYMS) | {s + ending for s in TEST_SYNONYMS for ending in ("s", "es")}
 
 
 def words(text: str) -> list[str]:

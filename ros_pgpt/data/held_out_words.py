@@ -1,7 +1,7 @@
 """Words the generator never uses: synonyms of its words, and concepts the model cannot know.
 
 They measure how the model meets words it was never trained on (``ros-pgpt wording --check``,
-``scripts/build_synonyms.py``). The generator must never produce any of them
+``ros-pgpt eval --conditions synonyms``, ``scripts/build_synonyms.py``). The generator must never produce any of them
 (``tests/test_wording.py`` checks its prompts), so every result on them is a result on unseen words.
 
 * ``DEV_*`` lists chose the synonym table's template and thresholds (``scripts/build_synonyms.py``);
@@ -16,7 +16,11 @@ colours and shapes, and the model must not answer them with an object of a train
 """
 from __future__ import annotations
 
-__all__ = ["DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN"]
+import re
+
+from ros_pgpt.data.scenes import PLURAL_NOUNS
+
+__all__ = ["DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN", "with_test_synonyms"]
 
 DEV_SYNONYMS: dict[str, str] = {
     "ruby": "red", "cherry": "red", "sapphire": "blue", "cerulean": "blue", "lavender": "purple",
@@ -54,3 +58,26 @@ TEST_UNKNOWN: tuple[str, ...] = (
     "cross", "pentagon", "heart", "arrow", "pink", "brown", "grey", "gray", "white", "black", "wooden",
     "broken",
 )
+
+
+def with_test_synonyms(prompt: str, rng, meanings=None) -> str | None:
+    """``prompt`` with every vocabulary word of ``meanings`` (default: every colour, shape and size) replaced by
+    a random TEST synonym, plural nouns by its plural; None when nothing was replaced or it holds a <box>."""
+    if "<box>" in prompt:
+        return None
+    synonyms_of: dict[str, list[str]] = {}
+    for word, meant in TEST_SYNONYMS.items():
+        if meanings is None or meant in meanings:
+            synonyms_of.setdefault(meant, []).append(word)
+    singular_of = {plural: noun for noun, plural in PLURAL_NOUNS.items()}
+    words, replaced = prompt.split(" "), 0
+    for index, word in enumerate(words):
+        core, tail = re.match(r"([a-z-]*)(.*)", word).groups()
+        base = singular_of.get(core, core)
+        if base in synonyms_of:
+            synonym = str(rng.choice(synonyms_of[base]))
+            if base != core:
+                synonym += "es" if synonym.endswith(("s", "x", "ch", "sh")) else "s"
+            words[index] = synonym + tail
+            replaced += 1
+    return " ".join(words) if replaced else None

@@ -10,8 +10,8 @@ punctuation, politeness and filler ("please", "could you", "i need", "thanks"),
 contractions ("where's"), missing articles ("find red star"), plurals ("red
 stars"), attributes after the noun ("the circle that is red", "the star which
 is small and blue"), position phrases ("the circle on the far left"), and
-colour words the model never saw ("crimson", "navy") through a table derived
-offline from pretrained colour-naming data (``ros_pgpt/data/synonyms.json``,
+colour, shape and size words the model never saw ("crimson", "ball", "huge")
+through a table derived offline from WordNet (``ros_pgpt/data/synonyms.json``,
 written by ``scripts/build_synonyms.py``). It is the identity on every prompt the
 generator makes (``tests/test_wording.py`` checks thousands), and it runs in
 ``ros_pgpt.data.prompts.encode_prompt``, so training, every backend and the node

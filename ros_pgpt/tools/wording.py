@@ -10,7 +10,6 @@ import sys
 
 from ros_pgpt.data.scenes import COLOURS
 from ros_pgpt.data.wording import (
-    _SINGULAR,
     EXIT_UNKNOWN_WORDS,
     UnknownWords,
     _kind,
@@ -52,36 +51,17 @@ def check_held_out() -> dict:
             "dev": {"synonyms": synonyms(DEV_SYNONYMS), "unknown": unknown(DEV_UNKNOWN)}}
 
 
-def _with_held_out_words(prompt: str, synonyms_of: dict[str, list[str]], rng) -> str | None:
-    """``prompt`` with every colour, shape and size word replaced by a held-out synonym (None: no such word)."""
-    words, replaced = [], False
-    for word in prompt.split():
-        bare = word.rstrip("?")
-        singular = _SINGULAR.get(bare, bare)
-        if singular in synonyms_of:
-            new = str(rng.choice(synonyms_of[singular]))
-            if bare != singular:  # a plural noun
-                new += "es" if new.endswith(("s", "x", "ch")) else "s"
-            word, replaced = new + word[len(bare):], True
-        words.append(word)
-    return " ".join(words) if replaced else None
-
-
 def evaluate_held_out_words(predictor, *, samples: int, seed: int) -> dict:
     """The held-out scenes' single, plural and absent prompts, as generated and with every colour, shape
     and size word replaced by a TEST synonym (the true meaning, whatever the table says); a refused prompt
     answers no object. Same scenes, same prompts otherwise: the gap is what the unseen words cost."""
     import numpy as np
 
-    from ros_pgpt.data.held_out_words import TEST_SYNONYMS
+    from ros_pgpt.data.held_out_words import with_test_synonyms
     from ros_pgpt.training.evaluate import held_out_samples
     from ros_pgpt.training.metrics import Tally
     from ros_pgpt.inference.predictor import GroundingResult
 
-    synonyms_of: dict[str, list[str]] = {}
-    for word, meant in TEST_SYNONYMS.items():
-        synonyms_of.setdefault(meant, []).append(word)
-    colours_only = {meant: words for meant, words in synonyms_of.items() if meant in COLOURS}
     rng = np.random.default_rng(seed)
     names = ("trained_words", "held_out_words", "held_out_colours")
     tallies, refused, examples = {n: Tally() for n in names}, dict.fromkeys(names, 0), []
@@ -89,11 +69,11 @@ def evaluate_held_out_words(predictor, *, samples: int, seed: int) -> dict:
     for index, sample in held_out_samples(samples, seed=seed):
         predictor.set_image(sample.scene.image, key=("held_out_words", index))
         for query in sample.queries:
-            held_out = _with_held_out_words(query.prompt, synonyms_of, rng)
+            held_out = with_test_synonyms(query.prompt, rng)
             if query.kind not in ("single", "plural", "absent") or held_out is None:
                 continue
             # held_out_colours: the prompts with a colour word, only the colours replaced
-            colours = _with_held_out_words(query.prompt, colours_only, rng)
+            colours = with_test_synonyms(query.prompt, rng, meanings=COLOURS)
             for name, prompt in zip(names, (query.prompt, held_out, colours)):
                 if prompt is None:
                     continue

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ros_pgpt.data.camera import HELD_OUT_PHOTOS
+from ros_pgpt.data.held_out_words import with_test_synonyms
 from ros_pgpt.data.scenes import COLOURS, SHAPES, SINGLE_TEMPLATES, SIZES, SceneGenerator
 from ros_pgpt.training.metrics import Tally, ratio
 
@@ -69,32 +70,10 @@ def user_wording(prompt: str, rng: np.random.Generator) -> str | None:
     return text + mark
 
 
-#: Words the evaluation holds out: none may appear in training prompts. Plurals follow the nouns.
-EVAL_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "red": ("crimson", "scarlet"), "orange": ("tangerine",), "yellow": ("golden", "lemon"),
-    "green": ("emerald", "lime"), "blue": ("azure", "cobalt"), "purple": ("violet", "plum"),
-    "circle": ("disc", "ball"), "square": ("box", "block"), "triangle": ("wedge",), "star": ("pentagram",),
-    "small": ("tiny", "little"), "large": ("big", "huge"),
-}
-PLURAL_SYNONYMS = {"disc": "discs", "ball": "balls", "box": "boxes", "block": "blocks", "wedge": "wedges",
-                    "pentagram": "pentagrams"}
-
-
 def held_out_synonyms(prompt: str, rng: np.random.Generator) -> str | None:
-    """Every colour, shape and size word replaced by a held-out synonym (``EVAL_SYNONYMS``);
+    """Every colour, shape and size word replaced by a held-out TEST synonym (none is ever trained);
     None when the prompt has none of them or holds a <box>."""
-    if "<box>" in prompt:
-        return None
-    words, replaced = prompt.split(" "), 0
-    for index, word in enumerate(words):
-        core, tail = re.match(r"([a-z-]*)(.*)", word).groups()
-        plural = core.endswith("s") and core[:-1] in SHAPES
-        base = core[:-1] if plural else core
-        if base in EVAL_SYNONYMS:
-            synonym = str(rng.choice(EVAL_SYNONYMS[base]))
-            words[index] = (PLURAL_SYNONYMS[synonym] if plural else synonym) + tail
-            replaced += 1
-    return " ".join(words) if replaced else None
+    return with_test_synonyms(prompt, rng)
 
 
 #: things a user may ask about that no scene holds and the model was never told about
