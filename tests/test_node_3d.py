@@ -18,7 +18,7 @@ import pytest
 
 from node_support import NodeUnderTest, scene
 from ros_pgpt.ros.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE, Intrinsics
-from ros_pgpt.ros.conversions import box_iou
+from ros_pgpt.data.geometry import box_iou
 
 pytestmark = pytest.mark.ros
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ros_pgpt.data.geometry import box_iou  # noqa: F401  (box_iou is part of this module's API)
 from ros_pgpt.data.phrases import object_phrase, readable_answer
 
 # encoding -> (channels, conversion code to RGB or None)
