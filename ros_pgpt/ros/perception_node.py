@@ -444,10 +444,11 @@ class PerceptionNode(_BaseNode):
         except Exception as exc:  # noqa: BLE001 - _run_query answers its own errors; keep serving anyway
             return self._fault('internal', f'internal error: {type(exc).__name__}: {exc}')
 
-    def _latest_frame_fault(self):
-        """The fault response when there is no usable camera frame, else None."""
-        with self._frame_lock:
-            frame = self._frame
+    def _latest_frame_fault(self, frame: Frame | None = None):
+        """The fault response when there is no usable camera frame (default: the newest), else None."""
+        if frame is None:
+            with self._frame_lock:
+                frame = self._frame
         if frame is None:
             return self._fault('no_frame', f'no image in the request and no frame received on '
                                            f'{self._camera_topic()} yet')
@@ -461,11 +462,11 @@ class PerceptionNode(_BaseNode):
         """The frame a latest-frame query answers on, chosen as it runs (worker thread): the frame the
         model holds while it arrived at most frame_reuse_s ago, else the newest. A fault response when
         there is none or it is stale."""
-        fault = self._latest_frame_fault()
-        if fault is not None:
-            return fault
         with self._frame_lock:
             newest, held = self._frame, self._held
+        fault = self._latest_frame_fault(newest)
+        if fault is not None:
+            return fault
         reuse = self._p('frame_reuse_s')
         if held is not None and reuse > 0 and time.monotonic() - held.received <= reuse:
             return held
