@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_pgpt.data.geometry import match_boxes
+from ros_pgpt.data.geometry import box_iou, match_boxes
 from ros_pgpt.ros import conversions
 
 
@@ -181,8 +181,8 @@ def test_overlay_draws_boxes_masks_and_labels(rgb):
 
 
 def test_iou_matching():
-    assert conversions.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert conversions.box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0.0
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0.0
     assert match_boxes([(0, 0, 10, 10), (50, 50, 60, 60)], [(50, 50, 60, 60), (100, 0, 110, 10)]) == [1.0, 0.0]
     # one-to-one, best IoU first: the second prediction overlaps both truths but the first took the better one
     assert match_boxes([(0, 0, 10, 10), (0, 0, 10, 8)], [(0, 0, 10, 10), (20, 0, 30, 10)]) == [1.0, 0.0]
