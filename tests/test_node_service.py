@@ -122,7 +122,7 @@ def test_clearly_visible_single_object_found(node):
     in ten, and every object found is boxed.
     """
     from ros_pgpt.data import SceneGenerator
-    from ros_pgpt.ros.conversions import box_iou
+    from ros_pgpt.data.geometry import box_iou
 
     generator = SceneGenerator(resolutions=[(640, 480)], min_objects=1, max_objects=1)
     missed = []

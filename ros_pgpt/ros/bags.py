@@ -260,6 +260,7 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
     import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from rosbags.rosbag2 import Reader
 
     if rate <= 0:
@@ -272,12 +273,16 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
     own = context is None
     ctx = context or rclpy.Context()
     if own:
-        rclpy.init(context=ctx, args=[])
+        # SIGINT only sets a flag: rclpy's own handler shut the context down from its signal thread while this
+        # thread slept or published, which once aborted the process (SIGABRT) instead of ending the replay.
+        rclpy.init(context=ctx, args=[], signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(f'ros_pgpt_replay_{int(time.time() * 1000) % 100000}', context=ctx)
     sent = 0
+    stopping = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(1)) if own else None
 
     def halted():
-        return not ctx.ok() or (stop is not None and stop())
+        return bool(stopping) or not ctx.ok() or (stop is not None and stop())
     try:
         with Reader(bag) as reader:
             conns = [c for c in reader.connections if not topics or c.topic in topics]
@@ -345,7 +350,9 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                 if not halted() and not pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S)):
                     log(f'replay: {pub.topic_name}: not every message acknowledged after {ACK_TIMEOUT_S:g} s')
     finally:
-        # Destroy the node even after SIGINT shut the context down: a node left to the
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        # Destroy the node even after the context was shut down: a node left to the
         # interpreter's exit can stall the middleware's teardown past the caller's patience.
         node.destroy_node()
         if own:
