@@ -8,14 +8,13 @@ import pytest
 from ros_pgpt.data import COLOURS, SHAPES, SIZES, SceneGenerator
 from ros_pgpt.data.camera import HELD_OUT_PHOTOS
 from ros_pgpt.data.corpus import text_corpus
-from ros_pgpt.data.held_out_words import TEST_SYNONYMS
+from ros_pgpt.data.held_out_words import TEST_SYNONYMS, with_test_synonyms
 from ros_pgpt.training.eval_conditions import (
     CONDITIONS,
     CONDITION_NAMES,
     UNKNOWN_CONCEPTS,
     condition_samples,
     conditions_table,
-    held_out_synonyms,
     unknown_concept_prompt,
     user_wording,
 )
@@ -53,10 +52,12 @@ def test_user_wording_changes_the_form_and_keeps_the_content(prompts):
 
 
 def test_held_out_synonyms_replace_every_vocabulary_word(prompts):
+    synonyms_condition = next(c for c in CONDITIONS if c.name == "synonyms")
+    assert synonyms_condition.prompts is with_test_synonyms
     rng = np.random.default_rng(0)
     asked = 0
     for prompt in prompts:
-        changed = held_out_synonyms(prompt, rng)
+        changed = synonyms_condition.prompts(prompt, rng)
         if "<box>" in prompt or not set(words(prompt)) & VOCABULARY:
             assert changed is None
             continue

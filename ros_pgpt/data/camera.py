@@ -87,7 +87,6 @@ def camera_effects(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         table = np.clip(255.0 * (levels ** gamma) * gain * channels[None, :], 0, 255).astype(np.uint8)
         img = cv2.LUT(img, table[None])  # one 256-entry table per channel
     if noise:  # a random window of the lighting's fixed noise image: drawing fresh noise costs 5x more
-
         H, W = img.shape[:2]
         k = rng.uniform(4.0, 12.0) / NOISE_SIGMA
         oy, ox = int(rng.integers(NOISE_PAD)), int(rng.integers(NOISE_PAD))
@@ -125,5 +124,3 @@ def noise_bank(h: int, w: int) -> np.ndarray:
         bank = bank.astype(np.uint8)
         _NOISE_BANK[key] = bank
     return bank
-
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from ros_pgpt.data.scenes import PLURAL_NOUNS
+from ros_pgpt.data.scenes import SINGULAR_NOUNS
 
 __all__ = ["DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN", "with_test_synonyms"]
 
@@ -59,23 +59,22 @@ TEST_UNKNOWN: tuple[str, ...] = (
     "broken",
 )
 
+# known word -> its TEST synonyms
+_TEST_SYNONYMS_OF: dict[str, list[str]] = {
+    meant: [word for word, known in TEST_SYNONYMS.items() if known == meant] for meant in TEST_SYNONYMS.values()}
+
 
 def with_test_synonyms(prompt: str, rng, meanings=None) -> str | None:
     """``prompt`` with every vocabulary word of ``meanings`` (default: every colour, shape and size) replaced by
     a random TEST synonym, plural nouns by its plural; None when nothing was replaced or it holds a <box>."""
     if "<box>" in prompt:
         return None
-    synonyms_of: dict[str, list[str]] = {}
-    for word, meant in TEST_SYNONYMS.items():
-        if meanings is None or meant in meanings:
-            synonyms_of.setdefault(meant, []).append(word)
-    singular_of = {plural: noun for noun, plural in PLURAL_NOUNS.items()}
     words, replaced = prompt.split(" "), 0
     for index, word in enumerate(words):
         core, tail = re.match(r"([a-z-]*)(.*)", word).groups()
-        base = singular_of.get(core, core)
-        if base in synonyms_of:
-            synonym = str(rng.choice(synonyms_of[base]))
+        base = SINGULAR_NOUNS.get(core, core)
+        if base in _TEST_SYNONYMS_OF and (meanings is None or base in meanings):
+            synonym = str(rng.choice(_TEST_SYNONYMS_OF[base]))
             if base != core:
                 synonym += "es" if synonym.endswith(("s", "x", "ch", "sh")) else "s"
             words[index] = synonym + tail

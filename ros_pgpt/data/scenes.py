@@ -40,7 +40,7 @@ __all__ = [
     "MIN_VISIBLE_FRACTION", "MIN_VISIBLE_AREA", "UNNAMED_SIZE",
     "DISTRACTOR_COLOURS", "DISTRACTOR_SHAPES", "DISTRACTOR_SIZE_RANGE",
     "SINGLE_TEMPLATES", "PLURAL_TEMPLATES", "DESCRIBE_TEMPLATES",
-    "POSITION_WORDS", "RELATION_WORDS", "PLURAL_NOUNS",
+    "POSITION_WORDS", "RELATION_WORDS", "PLURAL_NOUNS", "SINGULAR_NOUNS",
     "SceneObject", "Scene", "Query", "Sample", "SceneGenerator", "SceneMix",
     "noun_phrase", "describe_object",
 ]
@@ -124,6 +124,7 @@ PLURAL_NOUNS: dict[str, str] = {
     "circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars",
     "object": "objects", "shape": "shapes",
 }
+SINGULAR_NOUNS: dict[str, str] = {plural: noun for noun, plural in PLURAL_NOUNS.items()}
 
 # attribute masks (use size, use colour, use shape), ordered by attribute count
 _ATTR_MASKS: tuple[tuple[bool, bool, bool], ...] = (
@@ -550,7 +551,6 @@ class SceneGenerator:
             if p is not None:
                 placed.append(p)
         if self.photo_backgrounds and rng.random() < self.photo_backgrounds:
-
             name, img = camera.photo_background(rng, W, H, self.photos)
             bg_kind = "photo:" + name
         else:
@@ -562,7 +562,6 @@ class SceneGenerator:
         if self.lighting:
             img = _apply_lighting(rng, img, bg_kind == "noise")
         if self.camera_effects and rng.random() < self.camera_effects:
-
             img = camera.camera_effects(rng, img)
         objects, distractors = [], []
         for p in placed:

@@ -36,6 +36,7 @@ from ros_pgpt.data.scenes import (
     RELATION_WORDS,
     SHAPES,
     SINGLE_TEMPLATES,
+    SINGULAR_NOUNS,
     SIZES,
 )
 
@@ -46,7 +47,6 @@ BOX = "<box>"
 VOCABULARY_DOC = "ros_pgpt/data/PHRASING.md"
 SYNONYMS_FILE = Path(__file__).resolve().parent / "synonyms.json"
 
-_SINGULAR = {plural: noun for noun, plural in PLURAL_NOUNS.items()}
 _GENERIC = ("object", "shape")  # nouns that name no shape
 _TEMPLATE_WORDS = {word for template in SINGLE_TEMPLATES + PLURAL_TEMPLATES + DESCRIBE_TEMPLATES
                    for word in re.findall(r"[a-z<>-]+", template.replace("{}", " "))}
@@ -162,7 +162,7 @@ def _kind(word: str) -> str | None:
         return "colour"
     if word in SIZES:
         return "size"
-    if word in SHAPES or word in _SINGULAR or word in _GENERIC or word in _ONE:
+    if word in SHAPES or word in SINGULAR_NOUNS or word in _GENERIC or word in _ONE:
         return "noun"
     if word in POSITION_WORDS:
         return "position"
@@ -211,8 +211,8 @@ def _noun_phrase(words: list[str], force_plural: bool = False) -> str | None:
             position = word
         elif kind == "noun":
             noun = _ONE.get(word, word)
-            plural = plural or noun in _SINGULAR
-            noun = _SINGULAR.get(noun, noun)
+            plural = plural or noun in SINGULAR_NOUNS
+            noun = SINGULAR_NOUNS.get(noun, noun)
             if head is not None and head not in _GENERIC and noun not in _GENERIC:
                 return None  # two shapes
             if head is None or noun not in _GENERIC:  # a shape names it better: "the star shaped object"

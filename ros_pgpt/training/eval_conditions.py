@@ -6,8 +6,8 @@ draws from, one range per condition. Scene conditions change the generator
 (photographs held out of training, occlusion and frame borders, clutter with
 distractors, camera effects, resolutions not trained, sizes across the whole
 range); prompt conditions keep the plain scenes and change the words
-(``user_wording``, ``held_out_synonyms``) or ask about things outside the
-vocabulary (``unknown_concept_prompt``). Reported per condition, at the model's
+(``user_wording``; held-out TEST synonyms, ``data.held_out_words.with_test_synonyms``)
+or ask about things outside the vocabulary (``unknown_concept_prompt``). Reported per condition, at the model's
 largest visual-token count: single Acc@0.5, plural F1, absent "none" rate; for
 unknown concepts, how often an object is returned.
 
@@ -70,12 +70,6 @@ def user_wording(prompt: str, rng: np.random.Generator) -> str | None:
     return text + mark
 
 
-def held_out_synonyms(prompt: str, rng: np.random.Generator) -> str | None:
-    """Every colour, shape and size word replaced by a held-out TEST synonym (none is ever trained);
-    None when the prompt has none of them or holds a <box>."""
-    return with_test_synonyms(prompt, rng)
-
-
 #: things a user may ask about that no scene holds and the model was never told about
 UNKNOWN_CONCEPTS: tuple[str, ...] = (
     "person", "coffee mug", "dog", "cat", "car", "bottle", "chair", "laptop", "cup", "phone", "banana",
@@ -119,7 +113,7 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("sizes", "object sizes across the whole range", 7, {"whole_size_range": 1.0}),
     Condition("wording", "user wording: order, where's, no article, please, casing, punctuation", 8,
               prompts=user_wording),
-    Condition("synonyms", "only held-out synonyms of colour, shape and size words", 9, prompts=held_out_synonyms),
+    Condition("synonyms", "only held-out synonyms of colour, shape and size words", 9, prompts=with_test_synonyms),
     Condition("unknown", "unknown concepts (person, coffee mug, dog...), half on held-out photographs", 10,
               {"photo_backgrounds": 0.5, "photos": HELD_OUT_PHOTOS}, unknown=True),
 )
