@@ -71,7 +71,8 @@ class WordNet:
         self.synsets: dict[tuple[str, str], dict] = {}
         self.index: dict[tuple[str, str], list[tuple[str, str]]] = collections.defaultdict(list)
         for pos, names in (("n", ("data.noun1", "data.noun2", "data.noun")), ("a", ("data.adj",))):
-            for line in "\n".join(files.get(name, "") for name in names).splitlines():  # noun1 + noun2: one file cut in two
+            # data.noun1 + data.noun2: one file cut in two, mid-line
+            for line in "\n".join(files.get(name, "") for name in names).splitlines():
                 if line and not line.startswith(" "):  # lines starting with a space are the licence
                     self._read_synset(pos, line)
             for line in files["index." + {"n": "noun", "a": "adj"}[pos]].splitlines():
@@ -113,8 +114,8 @@ class WordNet:
         return found
 
     def lemmas(self, pos: str) -> list[str]:
-        """Single lower-case words with a sense of this part of speech."""
-        return sorted(w for w, p in self.index if p == pos and re.fullmatch(r"[a-z]+(?:-[a-z]+)*", w))
+        """Plain lower-case words (no compounds, no hyphens) with a sense of this part of speech."""
+        return sorted(w for w, p in self.index if p == pos and re.fullmatch(r"[a-z]+", w))
 
 
 # ---------------------------------------------------------------------------- one slot's rule
