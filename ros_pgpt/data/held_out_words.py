@@ -1,10 +1,11 @@
 """Words the generator never uses: synonyms of its words, and concepts the model cannot know.
 
 They measure how the model meets words it was never trained on (``ros-pgpt wording --check``,
-``ros-pgpt eval --conditions synonyms``, ``scripts/build_synonyms.py``). The generator must never produce any of them
-(``tests/test_wording.py`` checks its prompts), so every result on them is a result on unseen words.
+``ros-pgpt eval --conditions synonyms``, ``scripts/build_synonyms.py``). The generator must never
+produce any of them (``tests/test_wording.py`` checks its prompts), so every result on them is a
+result on unseen words.
 
-* ``DEV_*`` lists chose the synonym table's template and thresholds (``scripts/build_synonyms.py``);
+* ``DEV_*`` lists chose the synonym table's rule options (``scripts/build_synonyms.py``);
 * ``TEST_*`` lists are only measured, never tuned on.
 
 Synonyms are mapped to the generator word a person would mean by them for these flat shapes and
