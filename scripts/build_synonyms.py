@@ -12,8 +12,10 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
 
 * colour: a colour noun sense (noun.attribute) that is, or whose hypernyms reach, the known colour's sense within
   ``depth`` steps ("crimson" -> red/redness; "pink" and "salmon" hang under chromatic_color itself and
-  stay unknown), a WordNet compound "<word> <colour>" that is such a sense ("cobalt blue"), or an
-  adjective sharing a synset with the known colour's adjective ("reddish");
+  stay unknown), a WordNet compound "<word> <colour>" that is such a sense ("cobalt blue"), an
+  adjective sharing a synset with the known colour's adjective ("reddish"), or -- with ``glosses`` -- a
+  colour adjective whose definition names the known colour and no other colour word ("amethyst: of a
+  moderate purple color"; "olive: of a yellow-green color" names two and stays unknown);
 * shape: a sense of noun.shape that is, or is a hyponym of, the known shape's noun.shape senses within
   ``depth`` steps ("pentagram" -> star, "wedge" -> triangle), or -- with ``glosses`` -- one whose
   definition gives it exactly one known shape's form ("a very small circular shape"). A sense that is a
@@ -120,7 +122,7 @@ class WordNet:
 
 # ---------------------------------------------------------------------------- one slot's rule
 
-def colour_table(wordnet: WordNet, depth: int, compounds: bool) -> dict[str, set[str]]:
+def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -> dict[str, set[str]]:
     anchors = {s: known for known in SLOTS["colour"] for s in wordnet.senses(known, "n", NOUN_ATTRIBUTE)}
     table = collections.defaultdict(set)
     for word in wordnet.lemmas("n"):
@@ -129,13 +131,28 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool) -> dict[str, set
             senses += [s for known in SLOTS["colour"] for s in wordnet.senses(f"{word}_{known}", "n", NOUN_ATTRIBUTE)]
         for sense in senses:
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
-    chromatic = {s for s in wordnet.senses("chromatic", "a") if wordnet.synsets[s]["type"] == "a"}
-    for known in SLOTS["colour"]:
-        for sense in wordnet.senses(known, "a"):
-            if chromatic & set(wordnet.related(sense, ("&",))):  # "green" the colour, not "inexperienced"
-                for word in wordnet.synsets[sense]["words"]:
-                    table[word].add(known)
+    colour_adjectives = [s for head in wordnet.senses("chromatic", "a") if wordnet.synsets[head]["type"] == "a"
+                         for s in wordnet.related(head, ("&",))]  # "green" the colour, not "inexperienced"
+    for sense in colour_adjectives:
+        words = wordnet.synsets[sense]["words"]
+        for known in set(SLOTS["colour"]) & set(words):
+            table.update({word: table[word] | {known} for word in words})
+    if glosses:
+        colour_words = _colour_words(wordnet, colour_adjectives)
+        for sense in colour_adjectives:
+            words = wordnet.synsets[sense]["words"]
+            named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower())) & colour_words
+            if len(named) == 1 and not set(words) & set(SLOTS["colour"]) and named <= set(SLOTS["colour"]):
+                table.update({word: table[word] | named for word in words})
     return table
+
+
+def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
+    """Every word WordNet gives a colour sense: colour adjectives and nouns under the attribute "color"."""
+    colour = set(wordnet.senses("color", "n", NOUN_ATTRIBUTE))
+    nouns = {w for w in wordnet.lemmas("n") for s in wordnet.senses(w, "n", NOUN_ATTRIBUTE)
+             if colour & wordnet.hypernyms(s, 20)}
+    return nouns | {w for s in colour_adjectives for w in wordnet.synsets[s]["words"]}
 
 
 def shape_table(wordnet: WordNet, depth: int, glosses: bool) -> dict[str, set[str]]:
@@ -223,8 +240,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     wordnet = WordNet(args.wordnet)
     candidates = {
-        "colour": {f"hypernyms <= {d}{', compounds' if c else ''}": single_answers(colour_table(wordnet, d, c))
-                   for d, c in itertools.product(DEPTHS, (False, True))},
+        "colour": {f"hypernyms <= {d}{', compounds' if c else ''}{', glosses' if g else ''}":
+                   single_answers(colour_table(wordnet, d, c, g))
+                   for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))},
         "shape": {f"hypernyms <= {d}{', glosses' if g else ''}": single_answers(shape_table(wordnet, d, g))
                   for d, g in itertools.product(DEPTHS, (False, True))},
         "size": {"synset and satellites": single_answers(size_table(wordnet))},
