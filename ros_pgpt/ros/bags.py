@@ -245,6 +245,40 @@ def _parse_remaps(pairs) -> dict[str, str]:
 ACK_TIMEOUT_S = 5.0
 
 
+class _Session:
+    """A node on the caller's context, or on a context of its own whose SIGINT only sets ``stopping``.
+
+    rclpy's own SIGINT handler shut the context down from its signal thread while the replay slept or
+    published, which once aborted the process (SIGABRT) instead of ending the replay.
+    """
+
+    def __init__(self, context, name: str) -> None:
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+
+        self.own = context is None
+        self.context = context or rclpy.Context()
+        if self.own:
+            rclpy.init(context=self.context, args=[], signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(f'{name}_{int(time.time() * 1000) % 100000}', context=self.context)
+        self.stopping = False
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint) if self.own else None
+
+    def _on_sigint(self, *_) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        import rclpy
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        # Destroy the node even after the context was shut down: a node left to the
+        # interpreter's exit can stall the middleware's teardown past the caller's patience.
+        self.node.destroy_node()
+        if self.own:
+            rclpy.try_shutdown(context=self.context)
+
+
 def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=None,
            wait_subscribers: float = 10.0, clock_hz: float | None = None, reliability: str = 'bag',
            context=None, log=print, stop=None) -> int:
@@ -257,10 +291,8 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
     /clock (rosgraph_msgs/Clock) that many times a second and before each
     message, for nodes with use_sim_time.
     """
-    import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.signals import SignalHandlerOptions
     from rosbags.rosbag2 import Reader
 
     if rate <= 0:
@@ -270,19 +302,11 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
     if reliability not in REPLAY_RELIABILITIES:
         raise ValueError(f'reliability must be one of {", ".join(REPLAY_RELIABILITIES)}, not {reliability!r}')
     remap = dict(remap or {})
-    own = context is None
-    ctx = context or rclpy.Context()
-    if own:
-        # SIGINT only sets a flag: rclpy's own handler shut the context down from its signal thread while this
-        # thread slept or published, which once aborted the process (SIGABRT) instead of ending the replay.
-        rclpy.init(context=ctx, args=[], signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node(f'ros_pgpt_replay_{int(time.time() * 1000) % 100000}', context=ctx)
-    sent = 0
-    stopping = []
-    previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(1)) if own else None
+    session = _Session(context, 'ros_pgpt_replay')
+    node, sent = session.node, 0
 
     def halted():
-        return bool(stopping) or not ctx.ok() or (stop is not None and stop())
+        return session.stopping or not session.context.ok() or (stop is not None and stop())
     try:
         with Reader(bag) as reader:
             conns = [c for c in reader.connections if not topics or c.topic in topics]
@@ -327,7 +351,7 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                     if t_first is None:
                         t_first = t
                     due = wall0 + (t - t_first) / 1e9 / rate
-                    while True:  # sleep in slices: SIGINT shuts the context down, stop() may turn true
+                    while True:  # sleep in slices: SIGINT or stop() may halt the replay meanwhile
                         if halted():
                             return sent
                         now = time.monotonic()
@@ -350,13 +374,7 @@ def replay(bag, *, rate: float = 1.0, loop: bool = False, remap=None, topics=Non
                 if not halted() and not pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S)):
                     log(f'replay: {pub.topic_name}: not every message acknowledged after {ACK_TIMEOUT_S:g} s')
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        # Destroy the node even after the context was shut down: a node left to the
-        # interpreter's exit can stall the middleware's teardown past the caller's patience.
-        node.destroy_node()
-        if own:
-            rclpy.try_shutdown(context=ctx)
+        session.close()
     return sent
 
 
@@ -379,25 +397,18 @@ RECORD_DEPTH = 50  # the recorder's queue: deep enough for a burst while the bag
 def record(out, topics=DEFAULT_RECORD_TOPICS, *, duration: float | None = None, storage: str = 'mcap',
            discovery_timeout: float = 10.0, context=None, log=print, stop=None) -> dict[str, int]:
     """Record ``topics`` (raw CDR) into a new bag until ``duration`` s, SIGINT or ``stop()``."""
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     out = Path(out)
     if out.exists():
         raise FileExistsError(f'{out} exists; remove it or choose another name')
     store = typestore()
-    own = context is None
-    ctx = context or rclpy.Context()
-    if own:
-        rclpy.init(context=ctx, args=[], signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node(f'ros_pgpt_record_{int(time.time() * 1000) % 100000}', context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
+    session = _Session(context, 'ros_pgpt_record')
+    node = session.node
+    executor = SingleThreadedExecutor(context=session.context)
     executor.add_node(node)
     counts = {t: 0 for t in topics}
-    stopping = []
-    previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(1)) if own else None
     t_start = time.monotonic()
     try:
         # Discover each topic's type from the graph (the publishers must exist).
@@ -408,7 +419,7 @@ def record(out, topics=DEFAULT_RECORD_TOPICS, *, duration: float | None = None, 
             for t in topics:
                 if t in graph and graph[t]:
                     types[t] = graph[t][0]
-            if len(types) == len(topics) or time.monotonic() > deadline or stopping:
+            if len(types) == len(topics) or time.monotonic() > deadline or session.stopping:
                 break
             executor.spin_once(timeout_sec=0.05)
         missing = [t for t in topics if t not in types]
@@ -439,17 +450,13 @@ def record(out, topics=DEFAULT_RECORD_TOPICS, *, duration: float | None = None, 
                 node.create_subscription(msg_class(msgtype), t, on_msg, qos, raw=True)
             log(f'record: {out}: recording {", ".join(f"{t} ({m}; {qos_of[t]})" for t, m in types.items())}'
                 f'{f" for {duration:g} s" if duration else " until Ctrl-C"}')
-            while not stopping and not (stop is not None and stop()):
+            while not session.stopping and not (stop is not None and stop()):
                 if duration is not None and time.monotonic() - t_start >= duration:
                     break
                 executor.spin_once(timeout_sec=0.05)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        if own:
-            rclpy.try_shutdown(context=ctx)
+        session.close()
     log(f'record: wrote {sum(counts.values())} messages to {out} '
         f'({", ".join(f"{t}: {n}" for t, n in counts.items())})')
     return counts
