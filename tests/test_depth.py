@@ -34,6 +34,30 @@ def square_mask(shape, x0, y0, x1, y1):
 
 
 # ------------------------------------------------------------------ decoding
+def test_depth_files_round_trip_through_messages(tmp_path):
+    """A 16-bit PNG (mm) and a .npy (m) read by read_depth_file decode to the same metres (ros-pgpt query --depth)."""
+    import cv2
+
+    millimetres = np.array([[0, 1000, 1500], [65535, 250, 0]], np.uint16)
+    cv2.imwrite(str(tmp_path / 'depth.png'), millimetres)
+    np.save(tmp_path / 'depth.npy', millimetres.astype(np.float64) / 1000)
+    from_png = D.read_depth_file(tmp_path / 'depth.png')
+    assert from_png.dtype == np.uint16 and D.depth_to_msg(from_png).encoding == '16UC1'
+    from_npy = D.read_depth_file(tmp_path / 'depth.npy')
+    assert from_npy.dtype == np.float32 and D.depth_to_msg(from_npy).encoding == '32FC1'
+    np.testing.assert_allclose(D.depth_msg_to_metres(D.depth_to_msg(from_png)),
+                               D.depth_msg_to_metres(D.depth_to_msg(from_npy)), rtol=1e-6)
+    cv2.imwrite(str(tmp_path / 'colour.png'), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(D.DepthError, match='one channel of uint16 millimetres'):
+        D.read_depth_file(tmp_path / 'colour.png')
+    with pytest.raises(D.DepthError, match='cannot read'):
+        D.read_depth_file(tmp_path / 'missing.png')
+
+
+def test_camera_info_msg_round_trips_the_intrinsics():
+    assert D.intrinsics_from_camera_info(D.camera_info_msg(K640)) == K640
+
+
 def test_16uc1_is_millimetres_and_zero_is_no_reading():
     raw = np.array([[0, 1000, 1500], [65535, 250, 0]], np.uint16)
     metres = D.depth_msg_to_metres(image_msg(raw, '16UC1'))

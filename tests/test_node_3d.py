@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from node_support import NodeUnderTest, scene
-from ros_pgpt.ros.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE, Intrinsics
+from ros_pgpt.ros.depth import (DEPTH_MISSING, DEPTH_NONE, DEPTH_OK, DEPTH_SPARSE, Intrinsics, camera_info_msg,
+                                depth_to_msg)
 from ros_pgpt.data.geometry import box_iou
 
 pytestmark = pytest.mark.ros
@@ -65,28 +66,17 @@ def depth_metres(world) -> np.ndarray:
 
 
 def depth_msg(metres: np.ndarray, encoding: str, size, stamp=(0, 0), frame_id='test_cam'):
-    from sensor_msgs.msg import Image
-
     small = cv2.resize(metres, size, interpolation=cv2.INTER_NEAREST) if size != metres.shape[::-1] else metres
     if encoding == '16UC1':
-        data = np.where(np.isfinite(small), np.round(small * 1000), 0).astype('<u2')
-    else:
-        data = small.astype('<f4')
-    msg = Image(encoding=encoding, width=size[0], height=size[1], step=size[0] * data.itemsize, is_bigendian=0)
-    msg.data = data.tobytes()
-    msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
-    return msg
+        small = np.where(np.isfinite(small), np.round(small * 1000), 0).astype(np.uint16)
+    return depth_to_msg(small, header(stamp, frame_id))
 
 
-def camera_info_msg(k: Intrinsics, stamp=(0, 0), frame_id='test_cam'):
-    from sensor_msgs.msg import CameraInfo
+def header(stamp=(0, 0), frame_id='test_cam'):
+    from std_msgs.msg import Header
 
-    msg = CameraInfo(width=k.width, height=k.height, distortion_model='plumb_bob')
-    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
-    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg = Header(frame_id=frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = stamp
     return msg
 
 
@@ -169,7 +159,7 @@ def inline_query(node, world, encoding, size, info_size, stamp, masks=False):
     image = world[0]
     request = node.request(PROMPT, image, masks=masks, stamp=stamp)
     request.depth = depth_msg(depth_metres(world), encoding, size, stamp)
-    request.camera_info = camera_info_msg(K.scaled_to(*info_size))
+    request.camera_info = camera_info_msg(K.scaled_to(*info_size), header())
     return node.call(request)
 
 
@@ -241,10 +231,39 @@ def test_masks_when_asked_come_with_3d(node, world):
     check_3d(response.result, world)
 
 
+def test_query_command_line_with_a_depth_file(node, world, tmp_path):
+    """`ros-pgpt query --depth FILE --intrinsics ...` prints each object's 3D, flagging holes and sparse depth."""
+    import re
+    import subprocess
+    import sys
+
+    from ros_helpers import REPO_ROOT
+    from ros_pgpt.ros.conversions import write_image_file
+
+    _, objects, distances, hole, sparse = world
+    write_image_file(tmp_path / 'rgb.png', world[0])
+    half = cv2.resize(depth_metres(world), (320, 240), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(tmp_path / 'depth.png'), np.where(np.isfinite(half), np.round(half * 1000), 0).astype(np.uint16))
+    k = K.scaled_to(320, 240)
+    res = subprocess.run([sys.executable, '-m', 'ros_pgpt', 'query', '--service', node.service, '--timeout', '60',
+                          PROMPT, '--image', str(tmp_path / 'rgb.png'), '--depth', str(tmp_path / 'depth.png'),
+                          '--intrinsics', *map(str, (k.fx, k.fy, k.cx, k.cy))],
+                         env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert 'centroid x, y, z (m)' in res.stdout
+    assert 'no depth under the object' in res.stdout and 'sparse:' in res.stdout, res.stdout
+    printed_z = [float(z) for z in re.findall(r'\s-?[\d.]+,\s*-?[\d.]+,\s*(-?[\d.]+)(?:\s|$)', res.stdout)]
+    solid = [d for i, d in enumerate(distances) if i not in (hole, sparse)]
+    assert any(abs(z - d) <= TOLERANCE * d for z in printed_z for d in solid), res.stdout
+    bad = subprocess.run([sys.executable, '-m', 'ros_pgpt', 'query', PROMPT, '--depth', str(tmp_path / 'rgb.png')],
+                         env=node.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'one channel of uint16 millimetres' in bad.stderr, bad.stderr
+
+
 def test_depth_of_another_aspect_is_refused_clearly(node, world):
     request = node.request(PROMPT, world[0])
     request.depth = depth_msg(depth_metres(world), '32FC1', (640, 360))
-    request.camera_info = camera_info_msg(K)
+    request.camera_info = camera_info_msg(K, header())
     response = node.call(request)
     assert not response.success
     assert 'colour image is 640x480' in response.message and 'depth image is 640x360' in response.message
@@ -262,7 +281,7 @@ def test_inline_depth_without_any_camera_info_is_refused(node, world):
 # ------------------------------------------------------------------ depth over topics
 def test_topic_depth_paired_by_stamp(node, world):
     stamp = (400, 250_000_000)
-    node.info_pub.publish(camera_info_msg(K, stamp))
+    node.info_pub.publish(camera_info_msg(K, header(stamp)))
     node.depth_pub.publish(depth_msg(depth_metres(world), '16UC1', (320, 240), stamp))
     node.spin(1.0)  # a lone depth image (no stream) is not waited for: let it arrive first
     node.publish_frame(world[0], stamp=stamp, frame_id='test_cam')
@@ -299,7 +318,7 @@ def test_standing_prompt_results_as_vision_msgs(node, world):
     try:
         # a depth stream: the previous depth image has arrived; the frame's own is sent just after the
         # frame (large, it arrives later), and the standing run waits for it
-        node.info_pub.publish(camera_info_msg(K, stamp))
+        node.info_pub.publish(camera_info_msg(K, header(stamp)))
         node.depth_pub.publish(depth_msg(depth_metres(world), '32FC1', (640, 480), (599, 900_000_000)))
         node.spin(0.5)
         node.publish_frame(world[0], stamp=stamp, frame_id='test_cam', settle=0)

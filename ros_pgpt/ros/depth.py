@@ -14,8 +14,9 @@ Conventions (REP-103/105, and those of image_pipeline's depth_image_proc):
   are scaled to the depth image's resolution; distortion (``d``) is not applied
   (use rectified, registered depth, as depth_image_proc does).
 
-The ``*_msg`` functions take anything shaped like the ROS messages (duck
-typing), so they run on rclpy messages and in plain unit tests alike.
+The ``*_msg`` readers take anything shaped like the ROS messages (duck
+typing), so they run on rclpy messages and in plain unit tests alike; the two
+builders (``depth_to_msg``, ``camera_info_msg``) import sensor_msgs when called.
 """
 from __future__ import annotations
 
@@ -104,6 +105,52 @@ def depth_msg_to_metres(msg) -> np.ndarray:
     metres = raw.astype(np.float32) * (np.float32(0.001) if msg.encoding == '16UC1' else np.float32(1.0))
     metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
     return metres
+
+
+def read_depth_file(path) -> np.ndarray:
+    """A depth file -> HxW uint16 millimetres (a 16-bit PNG or TIFF, or a .npy of uint16) or float32 metres
+    (a .npy of floats); the form ``depth_to_msg`` sends as 16UC1 or 32FC1."""
+    if str(path).endswith('.npy'):
+        depth = np.load(path, allow_pickle=False)
+        if depth.dtype.kind == 'f':
+            depth = depth.astype(np.float32)
+    else:
+        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise DepthError(f'cannot read depth file {path}')
+    if depth.ndim != 2 or depth.dtype not in (np.uint16, np.float32):
+        raise DepthError(f'{path}: a depth image is one channel of uint16 millimetres (16-bit PNG) or float '
+                         f'metres (.npy), not {depth.dtype} of shape {depth.shape}')
+    return depth
+
+
+def depth_to_msg(depth: np.ndarray, header=None):
+    """HxW uint16 millimetres or float32 metres -> sensor_msgs/Image 16UC1 or 32FC1."""
+    from sensor_msgs.msg import Image
+
+    depth = np.ascontiguousarray(depth, depth.dtype.newbyteorder('<'))
+    encoding = {np.dtype('<u2'): '16UC1', np.dtype('<f4'): '32FC1'}.get(depth.dtype)
+    if encoding is None:
+        raise DepthError(f'a depth image is uint16 millimetres or float32 metres, not {depth.dtype}')
+    msg = Image(encoding=encoding, height=depth.shape[0], width=depth.shape[1], is_bigendian=0,
+                step=depth.shape[1] * depth.itemsize)
+    msg.data = depth.tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def camera_info_msg(intrinsics: Intrinsics, header=None):
+    """Pinhole intrinsics -> sensor_msgs/CameraInfo (k and p; no distortion: rectified images)."""
+    from sensor_msgs.msg import CameraInfo
+
+    k = intrinsics
+    msg = CameraInfo(width=k.width, height=k.height, distortion_model='plumb_bob')
+    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    if header is not None:
+        msg.header = header
+    return msg
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
     ros-pgpt query "the red star" --masks --full-frame-masks   # masks of the whole image, not box crops
     ros-pgpt query "the small blue square" --tokens 16 --timeout 30
     ros-pgpt query "what is in <box>?" --box 100 80 220 200    # a region of the image, in pixels
+    ros-pgpt query "the red star" --image rgb.png --depth depth.png --intrinsics 525 525 319.5 239.5
+                                         # 3D: a registered 16-bit PNG in mm (or .npy, metres) and its fx fy cx cy
 
 Exit status: 0 success (no objects found is a success), 1 the node answered success=false
 (message printed), 3 no service / no answer within --timeout, 4 the prompt uses words the
@@ -18,6 +20,7 @@ import sys
 import time
 
 from ros_pgpt.data.wording import EXIT_UNKNOWN_WORDS, UnknownWords
+from ros_pgpt.ros.depth import DEPTH_MISSING, DEPTH_NONE, DEPTH_SPARSE
 
 DEFAULT_SERVICE = '/ros_pgpt/query'
 # Fast DDS hands every response of a service to every client's reader, which keeps the newest N
@@ -35,13 +38,16 @@ def format_result(result, round_trip_ms: float | None = None) -> str:
              f'   frame cached: {"yes" if result.frame_cached else "no"}'
              f'{"   (object refused by the match head)" if result.rejected else ""}',
              f'frame: {result.header.frame_id or "-"} @ {result.header.stamp.sec}.{result.header.stamp.nanosec:09d}']
+    with_3d = any(obj.depth_status != DEPTH_NONE for obj in result.objects)
     if result.objects:
-        lines.append(f'{"#":>2}  {"phrase":<32} {"score":>5}  {"box x0, y0, x1, y1 (px)":<26} {"mask px":>8}')
+        lines.append(f'{"#":>2}  {"phrase":<32} {"score":>5}  {"box x0, y0, x1, y1 (px)":<26} {"mask px":>8}'
+                     + ('  centroid x, y, z (m)' if with_3d else ''))
         for i, obj in enumerate(result.objects, 1):
             mask = mask_from_image_msg(obj.mask)
             mask_px = '-' if mask is None else str(int(mask.sum()))
             box = f'{obj.x_min:6.1f},{obj.y_min:6.1f},{obj.x_max:6.1f},{obj.y_max:6.1f}'
-            lines.append(f'{i:>2}  {obj.phrase[:32]:<32} {obj.score:5.2f}  {box:<26} {mask_px:>8}')
+            lines.append(f'{i:>2}  {obj.phrase[:32]:<32} {obj.score:5.2f}  {box:<26} {mask_px:>8}'
+                         + (f'  {_position(obj)}' if with_3d else ''))
     else:
         lines.append('no objects')
     stages = ' '.join(f'{s} {getattr(result, s + "_ms"):.1f}' for s in
@@ -49,6 +55,15 @@ def format_result(result, round_trip_ms: float | None = None) -> str:
     rt = f'round trip {round_trip_ms:.1f} ms; ' if round_trip_ms is not None else ''
     lines.append(f'latency: {rt}node total {result.total_ms:.1f} ms ({stages})')
     return '\n'.join(lines)
+
+
+def _position(obj) -> str:
+    """An object's 3D centroid as the table shows it, flagged when its depth was sparse or missing."""
+    if obj.depth_status == DEPTH_MISSING:
+        return 'no depth under the object'
+    c = obj.centroid
+    xyz = f'{c.x:6.3f},{c.y:6.3f},{c.z:6.3f}'
+    return xyz + (f' (sparse: {obj.depth_valid_fraction:.0%} of pixels)' if obj.depth_status == DEPTH_SPARSE else '')
 
 
 class QueryClient:
@@ -118,9 +133,14 @@ class QueryClient:
 
 
 def build_request(prompt: str, *, image=None, masks: bool = False, tokens: int = 0, boxes=(),
-                  frame_id: str = 'image', full_frame_masks: bool = False):
-    """A Query request; ``boxes`` (x_min, y_min, x_max, y_max in pixels) fill the prompt's "<box>"s."""
+                  frame_id: str = 'image', full_frame_masks: bool = False, depth=None, intrinsics=None):
+    """A Query request; ``boxes`` (x_min, y_min, x_max, y_max in pixels) fill the prompt's "<box>"s.
+
+    ``depth`` (HxW uint16 mm or float32 m, registered to the image) and ``intrinsics`` (depth.Intrinsics)
+    ask for 3D; without intrinsics the node uses its camera_info topic.
+    """
     from ros_pgpt.ros.conversions import rgb_to_image_msg
+    from ros_pgpt.ros.depth import camera_info_msg, depth_to_msg
     from ros_pgpt.srv import Query
 
     request = Query.Request(prompt=prompt, visual_tokens=int(tokens), masks=bool(masks),
@@ -128,6 +148,10 @@ def build_request(prompt: str, *, image=None, masks: bool = False, tokens: int =
     if image is not None:
         request.image = rgb_to_image_msg(image, 'rgb8')
         request.image.header.frame_id = frame_id
+    if depth is not None:
+        request.depth = depth_to_msg(depth, request.image.header)
+    if intrinsics is not None:
+        request.camera_info = camera_info_msg(intrinsics, request.image.header)
     return request
 
 
@@ -144,6 +168,10 @@ def main(argv=None) -> int:
                         metavar=('X_MIN', 'Y_MIN', 'X_MAX', 'Y_MAX'),
                         help='a box in image pixels for the next "<box>" in the prompt (repeat per box)')
     parser.add_argument('--tokens', type=int, default=0, metavar='N', help='visual tokens (0 = node default)')
+    parser.add_argument('--depth', metavar='FILE',
+                        help='depth registered to the image, for 3D: a 16-bit PNG in millimetres or a .npy in metres')
+    parser.add_argument('--intrinsics', nargs=4, type=float, metavar=('FX', 'FY', 'CX', 'CY'),
+                        help="the depth image's pinhole intrinsics in its pixels (default: the node's camera_info)")
     parser.add_argument('--save', metavar='PNG', help='write an overlay (boxes, masks, phrases) to this file')
     parser.add_argument('--timeout', type=float, default=30.0, metavar='S',
                         help='seconds to wait for the service and for the answer (default 30)')
@@ -153,8 +181,16 @@ def main(argv=None) -> int:
         parser.error('--tokens must be in 0..65535')
 
     from ros_pgpt.ros import conversions
+    from ros_pgpt.ros.depth import DepthError, Intrinsics, read_depth_file
 
+    if args.intrinsics and not args.depth:
+        parser.error('--intrinsics describe the --depth image; give one')
     image = conversions.read_image_file(args.image) if args.image else None
+    try:
+        depth = read_depth_file(args.depth) if args.depth else None
+    except DepthError as error:
+        parser.error(str(error))
+    intrinsics = Intrinsics(*args.intrinsics, width=depth.shape[1], height=depth.shape[0]) if args.intrinsics else None
     # Without --image the pixels are only on the node: take its ~/overlay for --save.
     overlay_topic = None
     if args.save and image is None:
@@ -168,7 +204,7 @@ def main(argv=None) -> int:
         if overlay_topic:
             client.spin(0.5)  # let the overlay subscription match
         request = build_request(args.prompt, image=image, masks=args.masks, tokens=args.tokens, boxes=args.box,
-                                full_frame_masks=args.full_frame_masks)
+                                full_frame_masks=args.full_frame_masks, depth=depth, intrinsics=intrinsics)
         response, ms = client.call(request, args.timeout)
         if response is None:
             print(f'ros-pgpt query: no answer from {args.service} within {args.timeout:g} s', file=sys.stderr)
