@@ -33,7 +33,7 @@ COMMANDS = {
     'info': ('ros_pgpt.tools.info:main', 'print versions and what is importable (rclpy, interfaces, torch)'),
     'llm-choice': ('ros_pgpt.tools.llm_choice:main', 'measure the LLM candidates (size, latency, training cost)'),
     'make-bag': ('ros_pgpt.ros.bags:make_bag_main', 'write the sample camera bag (synthetic scene, + ground-truth JSON)'),
-    'node': ('ros_pgpt.ros:main', 'run the perception node (= ros2 run ros_pgpt perception_node; --ros-args ...)'),
+    'node': ('ros_pgpt.ros.run_node:main', 'run the perception node (= ros2 run ros_pgpt perception_node; --ros-args ...)'),
     'prompts': ('ros_pgpt.ros.prompts_cli:main', "show or change the running node's standing prompts (set/add/remove/clear/list)"),
     'query': ('ros_pgpt.ros.query:main', 'ask the running node for objects in words; print boxes/masks'),
     'record': ('ros_pgpt.ros.bags:record_main', "record topics (default: the node's detections) into a bag"),
