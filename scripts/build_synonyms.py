@@ -22,7 +22,8 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
   hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure;
 * size: an adjective in the known size's synset or in one of its satellites ("huge" -> large).
 
-A word that two known words of one slot claim is left out: it has no single honest answer. The rule
+A word that two known words of one slot claim is left out: it has no single honest answer; so are the
+colours ``BETWEEN_COLOURS`` names (teal, turquoise, amber...), which WordNet files under one of ours. The rule
 options are chosen on ``DEV_SYNONYMS`` / ``DEV_UNKNOWN`` (ros_pgpt/data/held_out_words.py): the most dev
 synonyms right while at most 5 % of the slot's dev words would read as a wrong known word -- a wrong
 word means a confident wrong box, a refusal only an honest "unknown". ``TEST_*`` are measured only.
@@ -41,7 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ros_pgpt.data.held_out_words import DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS, TEST_UNKNOWN  # noqa: E402
+from ros_pgpt.data.held_out_words import (BETWEEN_COLOURS, DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS,  # noqa: E402
+                                          TEST_UNKNOWN)
 from ros_pgpt.data.scenes import COLOURS, SHAPES, SIZES  # noqa: E402
 from ros_pgpt.data.wording import KNOWN_WORDS, SYNONYMS_FILE  # noqa: E402
 
@@ -187,9 +189,9 @@ def size_table(wordnet: WordNet) -> dict[str, set[str]]:
 
 
 def single_answers(table: dict[str, set[str]]) -> dict[str, str]:
-    """Words one known word claims; the generator's own words are never remapped."""
+    """Words one known word claims; the generator's own words are never remapped, nor colours between two."""
     return {w: next(iter(k)) for w, k in table.items() if len(k) == 1 and w not in KNOWN_WORDS
-            and re.fullmatch(r"[a-z]+", w)}
+            and w not in BETWEEN_COLOURS and re.fullmatch(r"[a-z]+", w)}
 
 
 # ---------------------------------------------------------------------------- choosing on dev

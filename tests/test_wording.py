@@ -4,7 +4,7 @@ import pytest
 
 from ros_pgpt.data import SceneGenerator
 from ros_pgpt.data.corpus import _layout_scene
-from ros_pgpt.data.held_out_words import DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS, TEST_UNKNOWN
+from ros_pgpt.data.held_out_words import BETWEEN_COLOURS, DEV_SYNONYMS, DEV_UNKNOWN, TEST_SYNONYMS, TEST_UNKNOWN
 from ros_pgpt.data.wording import (
     KNOWN_WORDS,
     UnknownWords,
@@ -135,6 +135,12 @@ def test_words_outside_the_table_stay_unknown():
     missing = [w for w in TEST_SYNONYMS if w not in table]
     assert missing, 'the shipped table maps every held-out word: check the lists'
     assert unknown_words(f'the red {missing[0]}') or unknown_words(f'the {missing[0]} star')
+
+
+def test_colours_between_two_known_ones_are_refused():
+    """Teal is as blue as it is green: no box for it, an "unknown word" answer."""
+    for colour in BETWEEN_COLOURS:
+        assert unknown_words(f'the {colour} star') == [colour]
 
 
 def test_check_reports_rates():

@@ -9,8 +9,9 @@ result on unseen words.
 * ``TEST_*`` lists are only measured, never tuned on.
 
 Synonyms are mapped to the generator word a person would mean by them for these flat shapes and
-these nominal colours (PHRASING.md). Words with no honest single answer are left out of both lists:
-amber (between orange and yellow), teal/turquoise/cyan (between green and blue), magenta, maroon.
+these nominal colours (PHRASING.md). Colours between two of ours have no honest single answer
+(``BETWEEN_COLOURS``): they are in neither list, and the synonym table never maps them, whatever
+WordNet's hierarchy says (it puts teal under green and turquoise under blue).
 Colours outside the vocabulary (pink, brown, grey, beige, peach, olive...) and shapes outside it
 (oval, ellipse, rectangle, hexagon...) are unknown concepts: the scenes' distractors have such
 colours and shapes, and the model must not answer them with an object of a trained colour or shape.
@@ -21,7 +22,7 @@ import re
 
 from ros_pgpt.data.scenes import SINGULAR_NOUNS
 
-__all__ = ["DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN", "with_test_synonyms"]
+__all__ = ["BETWEEN_COLOURS", "DEV_SYNONYMS", "TEST_SYNONYMS", "DEV_UNKNOWN", "TEST_UNKNOWN", "with_test_synonyms"]
 
 DEV_SYNONYMS: dict[str, str] = {
     "ruby": "red", "cherry": "red", "sapphire": "blue", "cerulean": "blue", "lavender": "purple",
@@ -45,6 +46,10 @@ TEST_SYNONYMS: dict[str, str] = {
     "gigantic": "large", "immense": "large", "jumbo": "large", "colossal": "large",
     "minute": "small", "teeny": "small", "wee": "small", "petite": "small",
 }
+# amber: orange/yellow; teal, turquoise, cyan, aqua, aquamarine: green/blue; chartreuse: yellow/green;
+# magenta: red/purple; maroon: red/brown (aqua, aquamarine and chartreuse were added on reading the table)
+BETWEEN_COLOURS: tuple[str, ...] = (
+    "amber", "teal", "turquoise", "cyan", "aqua", "aquamarine", "chartreuse", "magenta", "maroon")
 DEV_UNKNOWN: tuple[str, ...] = (
     "boy", "girl", "baby", "cow", "sheep", "bus", "train", "sofa", "bed", "desk", "glass", "plate", "spoon",
     "knife", "fork", "pen", "pencil", "lamp", "clock", "pizza", "carrot", "flower", "rock", "sign", "ladder",
