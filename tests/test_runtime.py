@@ -328,6 +328,21 @@ def _equal(a, b):
     return len(a) == len(b) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
 
 
+def test_golden_compare_allows_only_its_readout_outliers():
+    """A box or mask past its tolerance with the same answer is a readout outlier, within the backend's budget;
+    one more, or any score past its tolerance, fails."""
+    import golden
+
+    def record(box_x0=10.0, score=0.9, area=100):
+        return {"seed": 1, "tokens": 16, "prompt": "p", "answer": "a", "rejected": False,
+                "objects": [{"box": [box_x0, 0.0, 50.0, 50.0], "score": score, "mask_area": area}]}
+
+    tolerance = {"changed_records": 0, "box_px": 1.0, "score": 0.01, "mask_area": 0.1, "readout_outliers": 1}
+    assert golden.compare([record()], [record(box_x0=40.0)], tolerance)[0] == []
+    assert golden.compare([record()] * 2, [record(box_x0=40.0), record(area=200)], tolerance)[0]
+    assert golden.compare([record()], [record(score=0.5)], tolerance)[0]
+
+
 @pytest.mark.parametrize("backend,precision", [("pytorch", "fp32"), ("onnxruntime", "fp32"),
                                                ("onnxruntime", "int8")])
 def test_golden_outputs(request, backend, precision):
