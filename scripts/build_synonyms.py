@@ -138,14 +138,16 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
     for sense in colour_adjectives:
         words = wordnet.synsets[sense]["words"]
         for known in set(SLOTS["colour"]) & set(words):
-            table.update({word: table[word] | {known} for word in words})
+            for word in words:
+                table[word].add(known)
     if glosses:
         colour_words = _colour_words(wordnet, colour_adjectives)
         for sense in colour_adjectives:
             words = wordnet.synsets[sense]["words"]
             named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower())) & colour_words
             if len(named) == 1 and not set(words) & set(SLOTS["colour"]) and named <= set(SLOTS["colour"]):
-                table.update({word: table[word] | named for word in words})
+                for word in words:
+                    table[word].update(named)
     return table
 
 
