@@ -50,8 +50,9 @@ def test_depth_files_round_trip_through_messages(tmp_path):
     cv2.imwrite(str(tmp_path / 'colour.png'), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(D.DepthError, match='one channel of uint16 millimetres'):
         D.read_depth_file(tmp_path / 'colour.png')
-    with pytest.raises(D.DepthError, match='cannot read'):
-        D.read_depth_file(tmp_path / 'missing.png')
+    for missing in ('missing.png', 'missing.npy'):
+        with pytest.raises(D.DepthError, match='cannot read'):
+            D.read_depth_file(tmp_path / missing)
 
 
 def test_camera_info_msg_round_trips_the_intrinsics():

@@ -111,7 +111,10 @@ def read_depth_file(path) -> np.ndarray:
     """A depth file -> HxW uint16 millimetres (a 16-bit PNG or TIFF, or a .npy of uint16) or float32 metres
     (a .npy of floats); the form ``depth_to_msg`` sends as 16UC1 or 32FC1."""
     if str(path).endswith('.npy'):
-        depth = np.load(path, allow_pickle=False)
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:  # missing, or not a plain .npy array
+            raise DepthError(f'cannot read depth file {path}: {error}') from error
         if depth.dtype.kind == 'f':
             depth = depth.astype(np.float32)
     else:
