@@ -1,7 +1,11 @@
 """``ros-pgpt diagnose``: each single-object answer lands in exactly one outcome."""
 from ros_pgpt.checkpoints import default_checkpoint
 from ros_pgpt.data import SceneGenerator
-from ros_pgpt.tools.diagnose import OUTCOMES, diagnose, linear_probes, prompt_family, single_outcome, size_bin
+import pytest
+
+from ros_pgpt.tools.diagnose import (ABSENT_OUTCOMES, OUTCOMES, absent_outcome, diagnose, diagnosed_prompts,
+                                     linear_probes, prompt_family, single_outcome, size_bin, visible_bin)
+from ros_pgpt.training.eval_conditions import CONDITIONS, asked_prompts, condition_samples
 from ros_pgpt.training.evaluate import held_out_samples
 from ros_pgpt.data.geometry import box_iou
 from ros_pgpt.inference.decoding import DecodingRules
@@ -36,6 +40,42 @@ def test_a_miss_in_a_one_object_scene_has_no_other_object_to_blame():
     assert single_outcome(sample.scene, query, _answer((-50.0, -50.0, -40.0, -40.0)))[0] == "off"
 
 
+def test_outcomes_on_distractors_and_refusals():
+    generator = SceneGenerator(min_objects=8, max_objects=11, distractors=0.5, resolutions=[(640, 480)])
+    sample = next(s for s in (generator.sample(i) for i in range(50))
+                  if any(q.kind == "single" for q in s.queries) and any(q.kind == "absent" for q in s.queries)
+                  and any(all(box_iou(d.box, o.box) < 0.5 for o in s.scene.objects) for d in s.scene.distractors))
+    scene, query = sample.scene, next(q for q in sample.queries if q.kind == "single")
+    apart = next(d for d in scene.distractors if all(box_iou(d.box, o.box) < 0.5 for o in scene.objects))
+    assert single_outcome(scene, query, _answer(apart.box))[0] == "distractor"
+    assert single_outcome(scene, query, _answer(), refused=True) == ("refused", None)
+    assert absent_outcome(scene, _answer()) == "none"
+    assert absent_outcome(scene, _answer(), refused=True) == "refused"
+    assert absent_outcome(scene, _answer(scene.objects[0].box)) == "object"
+    assert absent_outcome(scene, _answer(apart.box)) == "distractor"
+    assert absent_outcome(scene, _answer((-50.0, -50.0, -40.0, -40.0))) == "off"
+
+
+def test_visible_share_bins():
+    scene = next(s for s in (SceneGenerator(occlusion=1.0, truncation=0.5).sample(i) for i in range(40))
+                 if any(o.visible_fraction < 0.8 for o in s.scene.objects)).scene
+    assert {visible_bin(o) for o in scene.objects if o.visible_fraction == 1.0} <= {"whole"}
+    assert {visible_bin(o) for o in scene.objects if o.visible_fraction < 0.8} == {"<80 %"}
+
+
+def test_a_condition_is_diagnosed_on_its_own_scenes_and_prompts():
+    synonyms = next(c for c in CONDITIONS if c.name == "synonyms")
+    diagnosed = list(diagnosed_prompts(3, seed=3, condition="synonyms"))
+    expected = [list(asked_prompts(synonyms, sample, index, seed=3))
+                for index, sample in condition_samples(synonyms, 3, seed=3)]
+    assert [[(q.prompt, asked) for q, asked in prompts] for _, _, prompts in diagnosed] == \
+        [[(q.prompt, asked) for q, asked in prompts] for prompts in expected]
+    assert any(asked != q.prompt for prompts in expected for q, asked in prompts), "synonyms change the words"
+    for name in ("unknown", "nonsense"):
+        with pytest.raises(ValueError, match="cannot diagnose condition"):
+            next(diagnosed_prompts(1, seed=0, condition=name))
+
+
 def test_size_bins_by_longer_side():
     assert size_bin((0, 0, 29, 10)) == "<30"
     assert size_bin((0, 0, 10, 30)) == "30-50"
@@ -56,6 +96,10 @@ def test_report_counts_every_prompt_once():
     assert report["single"]["prompts"] == expected == sum(report["single"][o] for o in OUTCOMES)
     assert sum(sum(family.values()) for family in report["by_family"].values()) == expected
     assert sum(sum(size.values()) for size in report["by_target_size"].values()) == expected
+    assert sum(sum(share.values()) for share in report["by_visible_share"].values()) == expected
+    absent = sum(q.kind == "absent" for _, s in held_out_samples(6, seed=3) for q in s.queries)
+    assert report["absent"]["prompts"] == absent == sum(report["absent"][o] for o in ABSENT_OUTCOMES)
+    assert report["single"]["refused"] == report["absent"]["refused"] == 0, "the generator's words are known"
     assert report["single"]["right"] > 0, "the trained default checkpoint finds some targets"
     assert 0.0 < report["mask_iou_when_right"]["mean"] <= 1.0
     plural = report["plural"]

@@ -5,15 +5,23 @@ uses) gets one outcome for its first object:
 
 - ``right``: box IoU with the target >= 0.5 (what Acc@0.5 counts);
 - ``other_object``: IoU >= 0.5 with another object of the scene (a wrong pick);
+- ``distractor``: IoU >= 0.5 with a distractor (a colour or shape outside the
+  vocabulary, never an answer);
 - ``loose``: on the target, but at IoU 0.1-0.5;
 - ``off``: on no object (the box of neither the target nor another object);
-- ``none``: no object (the LLM answered "none" or the match head refused).
+- ``none``: no object (the LLM answered "none" or the match head refused);
+- ``refused``: the prompt holds a word the model does not know.
 
 Outcomes are counted per prompt family (attributes only, a superlative such as
 "the leftmost red object", a relation to another object, a relation to an input
-box) and per target size (the longer side of its box in source pixels); mask
-IoU is reported on the right picks alone, and plural answers by whether they
-hold too few or too many objects.
+box), per target size (the longer side of its box in source pixels) and per
+share of the target left visible by occlusion and the frame border; mask IoU is
+reported on the right picks alone, plural answers by whether they hold too few
+or too many objects, and absent prompts by what answered them (``none``,
+``refused``, or a box on an ``object``, a ``distractor`` or ``off`` both).
+
+``--condition NAME`` diagnoses one of ``ros-pgpt eval --conditions``' held-out
+sets instead (its scenes and its prompts, e.g. clutter or held-out synonyms).
 
 With a PyTorch model that kept its training-only attribute heads, the report
 also says how well they read each object's colour, shape and size off the
@@ -44,16 +52,21 @@ import torch.nn.functional as F
 
 from ros_pgpt.training.batching import ATTRIBUTE_CLASSES, ATTRIBUTE_NAMES, collate
 from ros_pgpt.data.scenes import POSITION_WORDS, RELATION_WORDS
+from ros_pgpt.training.eval_conditions import CONDITIONS, asked_prompts, condition_samples, ground_or_refuse
 from ros_pgpt.training.evaluate import add_held_out_arguments, held_out_samples, predictor_from_arguments
 from ros_pgpt.data.geometry import box_iou, mask_iou
 from ros_pgpt.training.regions import attribute_labels, region_owners
 from ros_pgpt.training.teacher_forcing import collate_options
 
-OUTCOMES = ("right", "other_object", "loose", "off", "none")
+OUTCOMES = ("right", "other_object", "distractor", "loose", "off", "none", "refused")
+ABSENT_OUTCOMES = ("none", "refused", "object", "distractor", "off")
 FAMILIES = ("attribute", "superlative", "relation", "relation_box")
 # Upper bounds (source pixels, the box's longer side) of the target-size bins; the last is open.
 SIZE_BINS = (30, 50, 80)
 SIZE_NAMES = ("<30", "30-50", "50-80", ">=80")
+# Lower bounds of the visible share of the target (occlusion, frame border), and their names.
+VISIBLE_BINS = (0.99, 0.8)
+VISIBLE_NAMES = ("whole", "80-99 %", "<80 %")
 
 
 def prompt_family(query) -> str:
@@ -72,8 +85,19 @@ def size_bin(box) -> str:
     return SIZE_NAMES[sum(side >= bound for bound in SIZE_BINS)]
 
 
-def single_outcome(scene, query, result) -> tuple[str, float | None]:
+def visible_bin(obj) -> str:
+    """The VISIBLE_NAMES bin of a scene object by the share of it left visible."""
+    return VISIBLE_NAMES[sum(obj.visible_fraction < bound for bound in VISIBLE_BINS)]
+
+
+def _on_a_distractor(scene, box) -> bool:
+    return any(box_iou(box, distractor.box) >= 0.5 for distractor in scene.distractors)
+
+
+def single_outcome(scene, query, result, refused: bool = False) -> tuple[str, float | None]:
     """(outcome, mask IoU with the target when the pick is right, else None)."""
+    if refused:
+        return "refused", None
     if not result.objects:
         return "none", None
     first = result.objects[0]
@@ -84,7 +108,37 @@ def single_outcome(scene, query, result) -> tuple[str, float | None]:
         return "right", mask
     if max((iou for index, iou in enumerate(ious) if index != target), default=0.0) >= 0.5:
         return "other_object", None
+    if _on_a_distractor(scene, first.box):
+        return "distractor", None
     return ("loose" if ious[target] >= 0.1 else "off"), None
+
+
+def absent_outcome(scene, result, refused: bool = False) -> str:
+    """What answered a prompt whose description fits nothing in the scene (ABSENT_OUTCOMES)."""
+    if refused:
+        return "refused"
+    if not result.objects:
+        return "none"
+    box = result.objects[0].box
+    if any(box_iou(box, obj.box) >= 0.5 for obj in scene.objects):
+        return "object"
+    return "distractor" if _on_a_distractor(scene, box) else "off"
+
+
+def diagnosed_prompts(samples: int, *, seed: int, condition: str | None = None):
+    """Yield (index, sample, [(query, prompt asked or None)]): the plain held-out split, or with
+    ``condition`` that ``eval --conditions`` set's scenes and prompts."""
+    if condition is None:
+        for index, sample in held_out_samples(samples, seed=seed):
+            yield index, sample, [(query, query.prompt) for query in sample.queries]
+        return
+    chosen = next((c for c in CONDITIONS if c.name == condition), None)
+    if chosen is None or chosen.unknown:
+        usable = ", ".join(c.name for c in CONDITIONS if not c.unknown)
+        raise ValueError(f"cannot diagnose condition {condition!r}: choose from {usable} "
+                         "(unknown concepts have no target; `ros-pgpt eval --conditions unknown` counts them)")
+    for index, sample in condition_samples(chosen, samples, seed=seed):
+        yield index, sample, list(asked_prompts(chosen, sample, index, seed=seed))
 
 
 def _frame_passes(model, items, tokens: int, frames_per_batch: int = 6):
@@ -203,21 +257,27 @@ def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
             "refused_at": {str(t): sum(score < t for score in scores) for t in thresholds}}
 
 
-def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | None = None,
-             lone: int = 20, probe_samples: int = 0, probe_seed: int = 7) -> dict:
+def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = None,
+             visual_tokens: int | None = None, lone: int = 20, probe_samples: int = 0, probe_seed: int = 7) -> dict:
     families = {family: Counter() for family in FAMILIES}
     sizes = {name: Counter() for name in SIZE_NAMES}
+    visible = {name: Counter() for name in VISIBLE_NAMES}
+    absent = Counter()
     right_masks: list[float] = []
     plural = Counter()
     items = []  # (scene, queries) of every sample, for the attribute read-out
-    for index, sample in held_out_samples(samples, seed=seed):
-        items.append((sample.scene, sample.queries))
-        predictor.set_image(sample.scene.image, key=("diagnose", index))
-        for query in sample.queries:
-            if query.kind not in ("single", "relation_box", "plural"):
+    for index, sample, prompts in diagnosed_prompts(samples, seed=seed, condition=condition):
+        scene = sample.scene
+        items.append((scene, sample.queries))
+        predictor.set_image(scene.image, key=("diagnose", condition, index))
+        for query, prompt in prompts:
+            if prompt is None or query.kind not in ("single", "relation_box", "plural", "absent"):
                 continue
-            result = predictor.ground(None, query.prompt, visual_tokens=visual_tokens, boxes=query.input_boxes,
-                                      masks=query.kind != "plural")
+            result, refused = ground_or_refuse(predictor, prompt, visual_tokens=visual_tokens,
+                                               boxes=query.input_boxes, masks=query.kind in ("single", "relation_box"))
+            if query.kind == "absent":
+                absent[absent_outcome(scene, result, refused)] += 1
+                continue
             if query.kind == "plural":
                 found, wanted = len(result.objects), len(query.targets)
                 plural["prompts"] += 1
@@ -227,19 +287,25 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
                 plural["several_targets"] += wanted > 1
                 plural["several_targets_several_found"] += wanted > 1 and found > 1
                 continue
-            outcome, mask = single_outcome(sample.scene, query, result)
+            outcome, mask = single_outcome(scene, query, result, refused)
+            target = scene.objects[query.targets[0]]
             families[prompt_family(query)][outcome] += 1
-            sizes[size_bin(sample.scene.objects[query.targets[0]].box)][outcome] += 1
+            sizes[size_bin(target.box)][outcome] += 1
+            visible[visible_bin(target)][outcome] += 1
             if mask is not None:
                 right_masks.append(mask)
     totals = sum(families.values(), Counter())
     return {
-        "samples": samples, "seed": seed, "visual_tokens": visual_tokens or predictor.max_visual_tokens,
+        "samples": samples, "seed": seed, "condition": condition,
+        "visual_tokens": visual_tokens or predictor.max_visual_tokens,
         "match_threshold": predictor.rules.match_threshold,
         "single": {outcome: totals[outcome] for outcome in OUTCOMES} | {"prompts": sum(totals.values())},
         "by_family": {family: {outcome: counts[outcome] for outcome in OUTCOMES}
                       for family, counts in families.items()},
         "by_target_size": {name: {outcome: counts[outcome] for outcome in OUTCOMES} for name, counts in sizes.items()},
+        "by_visible_share": {name: {outcome: counts[outcome] for outcome in OUTCOMES}
+                             for name, counts in visible.items()},
+        "absent": {outcome: absent[outcome] for outcome in ABSENT_OUTCOMES} | {"prompts": absent.total()},
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
         "plural": dict(plural),
@@ -255,6 +321,8 @@ def diagnose(predictor, *, samples: int, seed: int = 0, visual_tokens: int | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ros-pgpt diagnose", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser, samples=100)
+    parser.add_argument("--condition", default=None, metavar="NAME",
+                        help="diagnose this `eval --conditions` held-out set (clutter, synonyms...) instead")
     parser.add_argument("--tokens", type=int, default=None, help="visual tokens (default: the model's maximum)")
     parser.add_argument("--lone", type=int, default=20, help="one-object scenes for the match scores (0: skip)")
     parser.add_argument("--probe", type=int, default=0, metavar="SCENES",
@@ -263,18 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     _, predictor = predictor_from_arguments(args)
-    report = diagnose(predictor, samples=args.samples, seed=args.seed, visual_tokens=args.tokens, lone=args.lone,
-                      probe_samples=args.probe)
+    report = diagnose(predictor, samples=args.samples, seed=args.seed, condition=args.condition,
+                      visual_tokens=args.tokens, lone=args.lone, probe_samples=args.probe)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     single = report["single"]
     print(f"single-object prompts: {single['prompts']}  " + "  ".join(f"{o}={single[o]}" for o in OUTCOMES))
-    for group in ("by_family", "by_target_size"):
+    for group in ("by_family", "by_target_size", "by_visible_share"):
         for name, counts in report[group].items():
             print(f"  {name:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
     print(f"mask IoU when right: {report['mask_iou_when_right']}")
     print(f"plural prompts: {report['plural']}")
+    print("absent prompts: " + "  ".join(f"{o}={n}" for o, n in report["absent"].items()))
     for side_name, cells in (report["attribute_readout"] or {}).items():
         print(f"attribute heads on {side_name}: " + "  ".join(f"{name} {value}" for name, value in cells.items()))
     print(f"lone objects: {report['lone_objects']}")

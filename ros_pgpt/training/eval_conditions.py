@@ -128,7 +128,15 @@ def condition_samples(condition: Condition, samples: int, *, seed: int = 0):
         yield index, generator.sample(first + index, n_queries=QUERIES_PER_SCENE)
 
 
-def _ground(predictor, prompt: str, **options):
+def asked_prompts(condition: Condition, sample, index: int, *, seed: int = 0):
+    """Yield (query, the prompt asked for it, or None where the condition leaves it out) for each of a
+    sample's queries: the same prompts for every evaluation of a condition."""
+    rng = np.random.default_rng([condition.seed, seed, index])
+    for query in sample.queries:
+        yield query, condition.prompts(query.prompt, rng) if condition.prompts else query.prompt
+
+
+def ground_or_refuse(predictor, prompt: str, **options):
     """(result, refused): a prompt with words the model does not know is refused, i.e. answered with nothing."""
     from ros_pgpt.inference.predictor import GroundingResult
     from ros_pgpt.data.wording import UnknownWords
@@ -147,23 +155,22 @@ def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_
     for index, sample in condition_samples(condition, samples, seed=seed):
         scene = sample.scene
         predictor.set_image(scene.image, key=("conditions", condition.name, seed, index))
-        rng = np.random.default_rng([condition.seed, seed, index])
         if condition.unknown:
+            rng = np.random.default_rng([condition.seed, seed, index])
             side = unknown["photo" if scene.background.startswith("photo:") else "plain"]
             for _ in range(QUERIES_PER_SCENE):
-                result, was_refused = _ground(predictor, unknown_concept_prompt(rng), visual_tokens=visual_tokens,
-                                              masks=False)
+                result, was_refused = ground_or_refuse(predictor, unknown_concept_prompt(rng),
+                                                       visual_tokens=visual_tokens, masks=False)
                 side[0] += bool(result.objects)
                 refused += was_refused
                 side[1] += 1
             continue
-        for query in sample.queries:
-            prompt = condition.prompts(query.prompt, rng) if condition.prompts else query.prompt
+        for query, prompt in asked_prompts(condition, sample, index, seed=seed):
             if prompt is None:
                 skipped += 1
                 continue
-            result, was_refused = _ground(predictor, prompt, visual_tokens=visual_tokens, masks=True,
-                                          boxes=query.input_boxes)
+            result, was_refused = ground_or_refuse(predictor, prompt, visual_tokens=visual_tokens, masks=True,
+                                                   boxes=query.input_boxes)
             refused += was_refused
             tally.add(scene, query, result)
     if condition.unknown:
