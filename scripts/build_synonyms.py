@@ -19,7 +19,8 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
 * shape: a sense of noun.shape that is, or is a hyponym of, the known shape's noun.shape senses within
   ``depth`` steps ("pentagram" -> star, "wedge" -> triangle), or -- with ``glosses`` -- one whose
   definition gives it exactly one known shape's form ("a very small circular shape"). A sense that is a
-  hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure;
+  hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure,
+  nor a sense whose definition is a line or curve ("an open curve formed by ... a right circular cone");
 * size: an adjective in the known size's synset or in one of its satellites ("huge" -> large).
 
 A word that two known words of one slot claim is left out: it has no single honest answer; so are the
@@ -170,12 +171,22 @@ def shape_table(wordnet: WordNet, depth: int, glosses: bool) -> dict[str, set[st
                 continue
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
             if glosses:
-                gloss = set(re.findall(r"[a-z-]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower()))
+                definition = wordnet.synsets[sense]["gloss"].split(";")[0].lower()
+                if _defines_a_line(definition):
+                    continue
+                gloss = set(re.findall(r"[a-z-]+", definition))
                 formed = [known for known, forms in SHAPE_FORMS.items() if gloss & forms]
                 named = {known for known in SHAPE_FORMS if gloss & (SHAPE_FORMS[known] | SHAPE_NAMES[known])}
                 if len(formed) == 1 and named == set(formed):
                     table[word].add(formed[0])
     return table
+
+
+def _defines_a_line(definition: str) -> bool:
+    """Whether a definition's head noun is a line or a curve ("an open curve formed by a plane that cuts the
+    base of a right circular cone" is a hyperbola, not a circle): its forms describe something else."""
+    head = re.split(r"\b(?:formed|that|which|with|of|by|in|as)\b|[,(]", definition)[0].split()
+    return bool(head) and head[-1] in NOT_FIGURES + ("curve",)
 
 
 def size_table(wordnet: WordNet) -> dict[str, set[str]]:

@@ -165,3 +165,10 @@ def test_wording_command_line():
     assert res.returncode == 0 and res.stdout.strip() == 'where is the red circle?', res.stdout + res.stderr
     res = subprocess.run(run + ['find the coffee mug'], capture_output=True, text=True, timeout=120)
     assert res.returncode == 4 and "unknown words: 'coffee', 'mug'" in res.stderr, res.stdout + res.stderr
+
+
+def test_curves_are_not_circles():
+    """WordNet defines a hyperbola as "an open curve ... of a right circular cone": a line, not a figure."""
+    for curve in ('hyperbola', 'parabola'):
+        assert unknown_words(f'the red {curve}') == [curve]
+    assert synonym_table()['dot'] == 'circle', 'a definition that gives a figure a form still maps'
