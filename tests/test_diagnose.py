@@ -97,6 +97,8 @@ def test_report_counts_every_prompt_once():
     assert sum(sum(family.values()) for family in report["by_family"].values()) == expected
     assert sum(sum(size.values()) for size in report["by_target_size"].values()) == expected
     assert sum(sum(share.values()) for share in report["by_visible_share"].values()) == expected
+    assert sum(sum(kind.values()) for kind in report["by_background"].values()) == expected
+    assert set(report["by_background"]) <= {s.scene.background for _, s in held_out_samples(6, seed=3)}
     absent = sum(q.kind == "absent" for _, s in held_out_samples(6, seed=3) for q in s.queries)
     assert report["absent"]["prompts"] == absent == sum(report["absent"][o] for o in ABSENT_OUTCOMES)
     assert report["single"]["refused"] == report["absent"]["refused"] == 0, "the generator's words are known"

@@ -14,8 +14,9 @@ uses) gets one outcome for its first object:
 
 Outcomes are counted per prompt family (attributes only, a superlative such as
 "the leftmost red object", a relation to another object, a relation to an input
-box), per target size (the longer side of its box in source pixels) and per
-share of the target left visible by occlusion and the frame border; mask IoU is
+box), per target size (the longer side of its box in source pixels), per
+share of the target left visible by occlusion and the frame border and per
+background (a plain kind, or ``photo:<name>`` for a photograph); mask IoU is
 reported on the right picks alone, plural answers by whether they hold too few
 or too many objects, and absent prompts by what answered them (``none``,
 ``refused``, or a box on an ``object``, a ``distractor`` or ``off`` both).
@@ -262,6 +263,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = 
     families = {family: Counter() for family in FAMILIES}
     sizes = {name: Counter() for name in SIZE_NAMES}
     visible = {name: Counter() for name in VISIBLE_NAMES}
+    backgrounds: dict[str, Counter] = {}
     absent = Counter()
     right_masks: list[float] = []
     plural = Counter()
@@ -292,6 +294,7 @@ def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = 
             families[prompt_family(query)][outcome] += 1
             sizes[size_bin(target.box)][outcome] += 1
             visible[visible_bin(target)][outcome] += 1
+            backgrounds.setdefault(scene.background, Counter())[outcome] += 1
             if mask is not None:
                 right_masks.append(mask)
     totals = sum(families.values(), Counter())
@@ -305,6 +308,8 @@ def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = 
         "by_target_size": {name: {outcome: counts[outcome] for outcome in OUTCOMES} for name, counts in sizes.items()},
         "by_visible_share": {name: {outcome: counts[outcome] for outcome in OUTCOMES}
                              for name, counts in visible.items()},
+        "by_background": {name: {outcome: counts[outcome] for outcome in OUTCOMES}
+                          for name, counts in sorted(backgrounds.items())},
         "absent": {outcome: absent[outcome] for outcome in ABSENT_OUTCOMES} | {"prompts": absent.total()},
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,
@@ -338,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     single = report["single"]
     print(f"single-object prompts: {single['prompts']}  " + "  ".join(f"{o}={single[o]}" for o in OUTCOMES))
-    for group in ("by_family", "by_target_size", "by_visible_share"):
+    for group in ("by_family", "by_target_size", "by_visible_share", "by_background"):
         for name, counts in report[group].items():
-            print(f"  {name:<13}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
+            print(f"  {name:<17}" + "  ".join(f"{o}={counts[o]}" for o in OUTCOMES))
     print(f"mask IoU when right: {report['mask_iou_when_right']}")
     print(f"plural prompts: {report['plural']}")
     print("absent prompts: " + "  ".join(f"{o}={n}" for o, n in report["absent"].items()))
