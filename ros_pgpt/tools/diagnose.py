@@ -258,6 +258,11 @@ def lone_objects(predictor, *, scenes: int, thresholds=(0.2, 0.5)) -> dict:
             "refused_at": {str(t): sum(score < t for score in scores) for t in thresholds}}
 
 
+def _outcome_rows(groups: dict[str, Counter]) -> dict[str, dict[str, int]]:
+    """Each group's count of every outcome (0 where none fell there)."""
+    return {name: {outcome: counts[outcome] for outcome in OUTCOMES} for name, counts in groups.items()}
+
+
 def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = None,
              visual_tokens: int | None = None, lone: int = 20, probe_samples: int = 0, probe_seed: int = 7) -> dict:
     families = {family: Counter() for family in FAMILIES}
@@ -303,13 +308,10 @@ def diagnose(predictor, *, samples: int, seed: int = 0, condition: str | None = 
         "visual_tokens": visual_tokens or predictor.max_visual_tokens,
         "match_threshold": predictor.rules.match_threshold,
         "single": {outcome: totals[outcome] for outcome in OUTCOMES} | {"prompts": sum(totals.values())},
-        "by_family": {family: {outcome: counts[outcome] for outcome in OUTCOMES}
-                      for family, counts in families.items()},
-        "by_target_size": {name: {outcome: counts[outcome] for outcome in OUTCOMES} for name, counts in sizes.items()},
-        "by_visible_share": {name: {outcome: counts[outcome] for outcome in OUTCOMES}
-                             for name, counts in visible.items()},
-        "by_background": {name: {outcome: counts[outcome] for outcome in OUTCOMES}
-                          for name, counts in sorted(backgrounds.items())},
+        "by_family": _outcome_rows(families),
+        "by_target_size": _outcome_rows(sizes),
+        "by_visible_share": _outcome_rows(visible),
+        "by_background": _outcome_rows(dict(sorted(backgrounds.items()))),
         "absent": {outcome: absent[outcome] for outcome in ABSENT_OUTCOMES} | {"prompts": absent.total()},
         "mask_iou_when_right": {"mean": round(float(np.mean(right_masks)), 4),
                                 "median": round(float(np.median(right_masks)), 4)} if right_masks else None,

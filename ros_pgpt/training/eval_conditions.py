@@ -128,10 +128,15 @@ def condition_samples(condition: Condition, samples: int, *, seed: int = 0):
         yield index, generator.sample(first + index, n_queries=QUERIES_PER_SCENE)
 
 
+def _prompt_rng(condition: Condition, index: int, seed: int) -> np.random.Generator:
+    """The generator that words a condition's prompts on scene ``index``: the same for every evaluation."""
+    return np.random.default_rng([condition.seed, seed, index])
+
+
 def asked_prompts(condition: Condition, sample, index: int, *, seed: int = 0):
     """Yield (query, the prompt asked for it, or None where the condition leaves it out) for each of a
     sample's queries: the same prompts for every evaluation of a condition."""
-    rng = np.random.default_rng([condition.seed, seed, index])
+    rng = _prompt_rng(condition, index, seed)
     for query in sample.queries:
         yield query, condition.prompts(query.prompt, rng) if condition.prompts else query.prompt
 
@@ -156,7 +161,7 @@ def evaluate_condition(predictor, condition: Condition, *, samples: int, visual_
         scene = sample.scene
         predictor.set_image(scene.image, key=("conditions", condition.name, seed, index))
         if condition.unknown:
-            rng = np.random.default_rng([condition.seed, seed, index])
+            rng = _prompt_rng(condition, index, seed)
             side = unknown["photo" if scene.background.startswith("photo:") else "plain"]
             for _ in range(QUERIES_PER_SCENE):
                 result, was_refused = ground_or_refuse(predictor, unknown_concept_prompt(rng),
