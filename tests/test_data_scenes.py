@@ -17,7 +17,7 @@ import pytest
 
 from ros_pgpt.data import COLOURS, SHAPES, SIZES, Query, Scene, SceneGenerator, SceneMix, SceneObject
 from ros_pgpt.data import scenes as S
-from ros_pgpt.data.camera import HELD_OUT_PHOTOS, PHOTO_FILES, TRAIN_PHOTOS, photo
+from ros_pgpt.data.camera import HELD_OUT_PHOTOS, PHOTO_FILES, TRAIN_PHOTOS, photo, recolour
 
 N_SAMPLES = 200
 KINDS = ("single", "plural", "absent", "describe", "relation_box")
@@ -559,8 +559,9 @@ def test_whole_size_range_reaches_between_the_bands():
 
 def test_held_out_photos_are_never_drawn_for_training():
     assert not set(TRAIN_PHOTOS) & set(HELD_OUT_PHOTOS)
-    assert not {PHOTO_FILES[n] for n in TRAIN_PHOTOS} & {PHOTO_FILES[n] for n in HELD_OUT_PHOTOS}
-    train_images = {photo(n).tobytes() for n in TRAIN_PHOTOS}
+    trainable = set(PHOTO_FILES) - set(HELD_OUT_PHOTOS)
+    assert not {PHOTO_FILES[n] for n in trainable} & {PHOTO_FILES[n] for n in HELD_OUT_PHOTOS}
+    train_images = {photo(n).tobytes() for n in trainable}
     assert not any(photo(n).tobytes() in train_images for n in HELD_OUT_PHOTOS)
     seen = {SceneGenerator(photo_backgrounds=1.0).sample(s).scene.background for s in range(120)}
     assert seen == {"photo:" + n for n in TRAIN_PHOTOS}
@@ -587,6 +588,28 @@ def test_defaults_and_zero_options_draw_the_same_scenes():
     for seed in (0, 5, 77):
         a, b = SceneGenerator().sample(seed), SceneGenerator(**off).sample(seed)
         assert a.scene.image.tobytes() == b.scene.image.tobytes() and a.queries == b.queries
+    # no recolouring leaves photograph scenes (the evaluation's) as they were drawn before it existed
+    for seed in (0, 5):
+        a = SceneGenerator(photo_backgrounds=1.0).sample(seed)
+        b = SceneGenerator(photo_backgrounds=1.0, photo_recolour=0.0).sample(seed)
+        assert a.scene.image.tobytes() == b.scene.image.tobytes() and a.queries == b.queries
+
+
+def test_recolour_turns_hues_and_leaves_grey_grey():
+    rng = np.random.default_rng(0)
+    cat = photo("chelsea")
+    turned = recolour(rng, cat)
+    hue = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 0].astype(int)  # noqa: E731
+    turn = (hue(turned) - hue(cat)) % 180
+    assert turned.shape == cat.shape and turned.dtype == np.uint8
+    assert np.median(turn) > 5 and np.median(turn) < 175  # the hues moved...
+    assert np.abs(cv2.cvtColor(turned, cv2.COLOR_RGB2GRAY).astype(int)
+                  - cv2.cvtColor(cat, cv2.COLOR_RGB2GRAY).astype(int)).mean() < 40  # ...not the scene
+    grey = photo("camera")
+    assert np.abs(recolour(rng, grey).astype(int) - grey.astype(int)).max() <= 2
+    scenes = {SceneGenerator(photo_backgrounds=1.0, photo_recolour=p).sample(3).scene.image.tobytes()
+              for p in (0.0, 1.0)}
+    assert len(scenes) == 2
 
 
 def test_default_scenes_match_their_recorded_fingerprint():

@@ -1,9 +1,10 @@
 """What a real camera brings to a synthetic scene: photographs behind the
 objects and the frame's exposure, colour cast, noise, blur and compression.
 
-Photographs are the samples that ship in scikit-image's wheel (``skimage/data``,
-read from the installed package; nothing is downloaded). Training draws from
-:data:`TRAIN_PHOTOS`; :data:`HELD_OUT_PHOTOS` is reserved for the evaluation
+Photographs are the samples that ship in scikit-image's and matplotlib's wheels
+(``skimage/data``, ``matplotlib/mpl-data/sample_data``, read from the installed
+packages; nothing is downloaded). Training draws from
+:data:`TRAIN_PHOTOS` unless told otherwise; :data:`HELD_OUT_PHOTOS` is reserved for the evaluation
 (``ros-pgpt eval --conditions``) and never appears in training.
 """
 from __future__ import annotations
@@ -16,28 +17,37 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["TRAIN_PHOTOS", "HELD_OUT_PHOTOS", "PHOTO_FILES", "photo", "photo_background", "camera_effects"]
+__all__ = ["TRAIN_PHOTOS", "HELD_OUT_PHOTOS", "PHOTO_FILES", "photo", "photo_background", "recolour",
+           "camera_effects"]
 
-#: photograph name -> file in skimage/data (colour and grey photographs and textures)
+_SKIMAGE = "skimage/data/"
+_MATPLOTLIB = "matplotlib/mpl-data/sample_data/"
+#: photograph name -> file inside an installed package (colour and grey photographs and textures)
 PHOTO_FILES: dict[str, str] = {
-    "brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png", "camera": "camera.png",
-    "coins": "coins.png", "moon": "moon.png", "page": "page.png", "chelsea": "chelsea.png",
-    "rocket": "rocket.jpg", "motorcycle": "motorcycle_left.png", "hubble": "hubble_deep_field.jpg",
-    "ihc": "ihc.png", "retina": "retina.jpg",
-    "astronaut": "astronaut.png", "coffee": "coffee.png", "text": "text.png", "clock": "clock_motion.png",
-    "cell": "cell.png",
+    "brick": _SKIMAGE + "brick.png", "grass": _SKIMAGE + "grass.png", "gravel": _SKIMAGE + "gravel.png",
+    "camera": _SKIMAGE + "camera.png", "coins": _SKIMAGE + "coins.png", "moon": _SKIMAGE + "moon.png",
+    "page": _SKIMAGE + "page.png", "chelsea": _SKIMAGE + "chelsea.png", "rocket": _SKIMAGE + "rocket.jpg",
+    "motorcycle": _SKIMAGE + "motorcycle_left.png", "hubble": _SKIMAGE + "hubble_deep_field.jpg",
+    "ihc": _SKIMAGE + "ihc.png", "retina": _SKIMAGE + "retina.jpg", "colour": _SKIMAGE + "color.png",
+    "chessboard": _SKIMAGE + "chessboard_RGB.png", "logo": _SKIMAGE + "logo.png",
+    "hopper": _MATPLOTLIB + "grace_hopper.jpg", "present": _MATPLOTLIB + "Minduka_Present_Blue_Pack.png",
+    "astronaut": _SKIMAGE + "astronaut.png", "coffee": _SKIMAGE + "coffee.png", "text": _SKIMAGE + "text.png",
+    "clock": _SKIMAGE + "clock_motion.png", "cell": _SKIMAGE + "cell.png",
 }
+#: the default draw (the shipped stage 2's); the colourful colour, chessboard, logo, hopper and present are
+#: drawn only where a config names them (docs/experiments/2026-12-07-colourful-photos.md)
 TRAIN_PHOTOS: tuple[str, ...] = ("brick", "grass", "gravel", "camera", "coins", "moon", "page", "chelsea",
                                  "rocket", "motorcycle", "hubble", "ihc", "retina")
 #: never drawn in training: the evaluation's "held-out photographs" condition
 HELD_OUT_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "text", "clock", "cell")
 
 
-def _photo_dir() -> Path:
-    spec = importlib.util.find_spec("skimage")
+def _photo_path(name: str) -> Path:
+    package, _, inside = PHOTO_FILES[name].partition("/")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("photo backgrounds need scikit-image (pip install -r requirements.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+        raise ImportError(f"photograph {name!r} needs the {package} package (pip install -r requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / inside
 
 
 @lru_cache(maxsize=None)
@@ -45,7 +55,7 @@ def photo(name: str) -> np.ndarray:
     """The photograph ``name`` as HxWx3 uint8 RGB (grey ones repeated over 3 channels); decoded once."""
     if name not in PHOTO_FILES:
         raise ValueError(f"unknown photograph {name!r}; known: {sorted(PHOTO_FILES)}")
-    path = _photo_dir() / PHOTO_FILES[name]
+    path = _photo_path(name)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read {path}")
@@ -69,6 +79,15 @@ def photo_background(rng: np.random.Generator, W: int, H: int, names: tuple[str,
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return name, cv2.resize(np.ascontiguousarray(crop), (W, H), interpolation=cv2.INTER_LINEAR)
+
+
+def recolour(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """``img`` with its hues rotated by a random angle and its saturation scaled by 0.6-1.6: a
+    photograph whose colours the training set has not seen (grey ones stay grey)."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + int(rng.integers(1, 180))) % 180  # OpenCV's hue is 0-179
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.6), 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
 def camera_effects(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:

@@ -280,6 +280,8 @@ class SceneGenerator:
     Camera conditions (probabilities; 0, the default, leaves every scene as it was):
         photo_backgrounds: per scene, a crop of a photograph from ``photos``
             (default ``camera.TRAIN_PHOTOS``) instead of a synthetic background.
+        photo_recolour: per photograph background, its hues rotated and its
+            saturation rescaled (``camera.recolour``).
         camera_effects: per scene, exposure, colour cast, noise, blur and JPEG
             compression after the lighting (``camera.camera_effects``).
         occlusion: per object, its centre is drawn on another object's box.
@@ -298,6 +300,7 @@ class SceneGenerator:
                  verbose_prob: float = 0.3, plural_several: float = 0.0,
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION,
                  lighting: bool = True, photo_backgrounds: float = 0.0, photos: Sequence[str] | None = None,
+                 photo_recolour: float = 0.0,
                  camera_effects: float = 0.0, occlusion: float = 0.0, truncation: float = 0.0,
                  distractors: float = 0.0, whole_size_range: float = 0.0):
         self.resolutions = tuple((int(w), int(h)) for w, h in resolutions)
@@ -327,6 +330,7 @@ class SceneGenerator:
         if unknown or not self.photos:
             raise ValueError(f"photos must name some of {sorted(camera.PHOTO_FILES)}; unknown: {sorted(unknown)}")
         self.photo_backgrounds = float(photo_backgrounds)
+        self.photo_recolour = float(photo_recolour)
         self.camera_effects = float(camera_effects)
         self.occlusion = float(occlusion)
         self.truncation = float(truncation)
@@ -351,6 +355,8 @@ class SceneGenerator:
         if self.photo_backgrounds and rng.random() < self.photo_backgrounds:
             name, img = camera.photo_background(rng, W, H, self.photos)
             bg_kind = "photo:" + name
+            if self.photo_recolour and rng.random() < self.photo_recolour:
+                img = camera.recolour(rng, img)
         else:
             bg_kind, img = render.background(rng, W, H, scale)
         for p in placed:  # paint colour through the exact masks, later objects on top
