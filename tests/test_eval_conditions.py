@@ -110,6 +110,8 @@ def test_eval_conditions_end_to_end_on_the_shipped_checkpoint(tmp_path, capsys):
 
 
 def test_the_conditions_training_config_never_draws_held_out_photographs_or_resolutions():
+    from dataclasses import replace
+
     from ros_helpers import REPO_ROOT
 
     from ros_pgpt.training.config import load_config
@@ -122,3 +124,7 @@ def test_the_conditions_training_config_never_draws_held_out_photographs_or_reso
         assert not set(generator.photos) & set(HELD_OUT_PHOTOS)
         assert not set(generator.resolutions) & set(evaluated)
     assert any(g.photo_backgrounds for g in mix.generators) and any(g.distractors for g in mix.generators)
+    leaky = replace(train_config, scene_mix=[{"weight": 1.0, "photo_backgrounds": 1.0,
+                                               "photos": ["brick", HELD_OUT_PHOTOS[0]]}])
+    with pytest.raises(ValueError, match=HELD_OUT_PHOTOS[0]):
+        scene_generator(leaky)

@@ -37,8 +37,10 @@ SEED_STRIDE = 1_000_003  # spacing between runs' seed streams (a prime)
 
 
 def scene_generator(train: TrainConfig):
-    """The config's scenes: the plain generator, or a SceneMix of its ``scene_mix`` entries."""
+    """The config's scenes: the plain generator, or a SceneMix of its ``scene_mix`` entries. A mix entry
+    that names a held-out photograph is refused: those are the evaluation's."""
     from ros_pgpt.data import SceneGenerator, SceneMix
+    from ros_pgpt.data.camera import HELD_OUT_PHOTOS
 
     base = {"resolutions": [tuple(r) for r in train.resolutions], "plural_several": train.plural_several}
     if not train.scene_mix:
@@ -49,6 +51,10 @@ def scene_generator(train: TrainConfig):
         weight = options.pop("weight")
         if "resolutions" in options:
             options["resolutions"] = [tuple(r) for r in options["resolutions"]]
+        held_out = set(options.get("photos") or ()) & set(HELD_OUT_PHOTOS)
+        if held_out:
+            raise ValueError(f"train.scene_mix names held-out photographs {sorted(held_out)}: "
+                             "they are the evaluation's (camera.HELD_OUT_PHOTOS)")
         parts.append((weight, SceneGenerator(**(base | options))))
     return SceneMix(parts)
 
@@ -153,8 +159,9 @@ def train_step(model, optimizer: torch.optim.Optimizer, train: TrainConfig, gene
                device: str = "cpu", frozen_encoder=None, wrapped=None, lap=None):
     """One optimizer step on step ``step``'s scenes: (losses, weighted total, visual-token count).
 
-    ``wrapped``: the module to call (DDP's wrapper of a ``TeacherForcing``; default ``TeacherForcing(model)``). ``lap(stage)`` is called
-    after each stage (scenes, collate, encoder, forward, backward, optimizer): ``train-bench`` times them.
+    ``wrapped``: the module to call (DDP's wrapper of a ``TeacherForcing``; default ``TeacherForcing(model)``).
+    ``lap(stage)`` is called after each stage (scenes, collate, encoder, forward, backward, optimizer):
+    ``train-bench`` times them.
     """
     lap = lap or (lambda stage: None)
     if train.flush_denormals:
