@@ -45,6 +45,17 @@ TEST_SYNONYMS: dict[str, str] = {
     "globe": "circle", "spot": "circle", "trigon": "triangle", "pentacle": "star",
     "gigantic": "large", "immense": "large", "jumbo": "large", "colossal": "large",
     "minute": "small", "teeny": "small", "wee": "small", "petite": "small",
+    # Added 2026-12-07 (evening) before any rule ran on them, so that a colour-name rule written after the
+    # words above were known to fail still meets words nobody has tuned on (docs/experiments):
+    "cardinal": "red", "garnet": "red", "ruddy": "red", "denim": "blue", "cornflower": "blue", "bluey": "blue",
+    "verdant": "green", "viridian": "green", "mint": "green", "greeny": "green", "buttercup": "yellow",
+    "sunflower": "yellow", "flaxen": "yellow", "primrose": "yellow", "mandarin": "orange", "orangey": "orange",
+    "persimmon": "orange", "clementine": "orange", "grape": "purple", "aubergine": "purple", "eggplant": "purple",
+    "heliotrope": "purple", "purpley": "purple",
+    "roundel": "circle", "circlet": "circle", "quadrate": "square", "delta": "triangle", "trilateral": "triangle",
+    "asterisk": "star", "starburst": "star", "hexagram": "star",
+    "mammoth": "large", "hefty": "large", "oversized": "large", "sizable": "large", "vast": "large",
+    "diminutive": "small", "minuscule": "small", "puny": "small", "smallish": "small", "undersized": "small",
 }
 # amber: orange/yellow; teal, turquoise, cyan, aqua, aquamarine: green/blue; chartreuse: yellow/green;
 # magenta: red/purple; maroon: red/brown (aqua, aquamarine and chartreuse were added on reading the table)
@@ -63,6 +74,10 @@ TEST_UNKNOWN: tuple[str, ...] = (
     "face", "bird", "horse", "bicycle", "keyboard", "plant", "shoe", "bag", "ellipse", "oval", "hexagon",
     "cross", "pentagon", "heart", "arrow", "pink", "brown", "grey", "gray", "white", "black", "wooden",
     "broken",
+    # added with the evening's synonyms, before any rule ran on them
+    "burgundy", "fuchsia", "coral", "sepia", "umber", "mahogany", "rose", "diamond", "rhombus", "trapezoid",
+    "ring", "cylinder", "spiral", "semicircle", "kite", "parallelogram", "fox", "lion", "guitar", "umbrella",
+    "towel", "wallet", "key", "helmet", "drone",
 )
 
 # known word -> its TEST synonyms
