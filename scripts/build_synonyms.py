@@ -246,8 +246,9 @@ def _union(*tables: dict[str, set[str]]) -> dict[str, set[str]]:
 def single_answers(table: dict[str, set[str]]) -> dict[str, str]:
     """Words one known word claims (a basic colour term not ours is no answer); the generator's own words are
     never remapped, nor colours between two."""
-    return {w: known for w, (known,) in ((w, k) for w, k in table.items() if len(k) == 1)
-            if known in KNOWN_WORDS and w not in KNOWN_WORDS and w not in BETWEEN_COLOURS and re.fullmatch(r"[a-z]+", w)}
+    return {word: next(iter(claims)) for word, claims in table.items()
+            if len(claims) == 1 and claims <= KNOWN_WORDS and word not in KNOWN_WORDS
+            and word not in BETWEEN_COLOURS and re.fullmatch(r"[a-z]+", word)}
 
 
 # ---------------------------------------------------------------------------- choosing on dev
@@ -298,7 +299,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     wordnet = WordNet(args.wordnet)
     colour_tables = {f"hypernyms <= {d}{', compounds' if c else ''}{', glosses' if g else ''}":
-                     colour_table(wordnet, d, c, g) for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
+                     colour_table(wordnet, d, c, g)
+                     for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
     surveys = {f"survey {margin}": survey_table(margin) for margin in SURVEY_MARGINS}
     candidates = {
         "colour": {**{name: single_answers(table) for name, table in colour_tables.items()},
