@@ -163,27 +163,32 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
     return table
 
 
-def survey_table(margin: float) -> dict[str, set[str]]:
-    """xkcd colour-survey names -> the basic colour term they are clearly nearest (``margin``). Terms not
-    ours stay in the sets, so that a word WordNet reads as ours and the survey as pink or brown has no
-    single answer."""
+def survey_nearest() -> dict[str, tuple[str, float]]:
+    """Each one-word xkcd colour-survey name -> the basic colour term its colour is nearest in CIEDE2000,
+    and that distance over the next term's. Names built of two terms ("greenblue", "yellowgreen") are left
+    out: they are between them, whatever their survey colour is."""
     import numpy as np
     from matplotlib.colors import XKCD_COLORS, to_rgb
     from skimage.color import deltaE_ciede2000, rgb2lab
 
-    names = {name[len("xkcd:"):]: to_rgb(hex_) for name, hex_ in XKCD_COLORS.items()}
-    table = collections.defaultdict(set)
-    # a name built of two terms ("greenblue", "yellowgreen") is between them, whatever its survey colour is
+    names = [name[len("xkcd:"):] for name in XKCD_COLORS]
     single = [name for name in names if re.fullmatch(r"[a-z]+", name)
               and sum(term in name for term in BASIC_COLOURS + ("gray",)) < 2]
-    lab = rgb2lab(np.array([names[name] for name in single])[None])[0]
+    lab = rgb2lab(np.array([to_rgb(XKCD_COLORS["xkcd:" + name]) for name in single])[None])[0]
     anchors = lab[[single.index(term) for term in BASIC_COLOURS]]
     distances = deltaE_ciede2000(lab[:, None], anchors[None])  # (names, terms)
+    nearest = {}
     for word, row in zip(single, distances):
-        nearest, second = np.argsort(row)[:2]
-        if row[nearest] <= margin * row[second]:
-            table[word].add(BASIC_COLOURS[nearest])
-    return table
+        first, second = np.argsort(row)[:2]
+        nearest[word] = (BASIC_COLOURS[first], float(row[first] / row[second]))
+    return nearest
+
+
+def survey_table(nearest: dict[str, tuple[str, float]], margin: float) -> dict[str, set[str]]:
+    """Survey names -> the basic colour term they are clearly nearest (distance ratio <= ``margin``). Terms
+    not ours stay in the sets, so that a word WordNet reads as ours and the survey as pink or brown has no
+    single answer."""
+    return {word: {term} for word, (term, ratio) in nearest.items() if ratio <= margin}
 
 
 def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
@@ -301,7 +306,8 @@ def main(argv=None) -> int:
     colour_tables = {f"hypernyms <= {d}{', compounds' if c else ''}{', glosses' if g else ''}":
                      colour_table(wordnet, d, c, g)
                      for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
-    surveys = {f"survey {margin}": survey_table(margin) for margin in SURVEY_MARGINS}
+    nearest = survey_nearest()
+    surveys = {f"survey {margin}": survey_table(nearest, margin) for margin in SURVEY_MARGINS}
     candidates = {
         "colour": {**{name: single_answers(table) for name, table in colour_tables.items()},
                    **{f"{name}, {survey}": single_answers(_union(table, surveys[survey]))
