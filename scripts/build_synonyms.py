@@ -30,6 +30,14 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
   two terms ("greenblue") never maps. A survey name is a colour only where a colour goes: ``wording``
   never reads the noun's place as a colour ("the banana" is refused, "the banana star" is yellow).
 
+* colour, with ``namesakes`` -- a plant, food, animal, stone or substance whose definition names one colour and
+  no other ("yolk: the yellow spherical part of an egg", "damson: small dark purple plum"), for words no rule
+  above claims; like a survey name, only where a colour goes;
+* shape, with ``adjectives`` -- an adjective whose definition gives one known shape's form ("round: having a
+  circular shape"), unless it denies it ("not spherical") or is a pertainym ("of the round table");
+* any slot, with ``derived forms`` -- a known word or a mapped name with -ish, -y, -ey or -like ("bluey",
+  "purpleish", "lemony", "starlike", "biggish"); "pinkish" stays unknown, as pink does.
+
 A word that two known words of one slot claim is left out: it has no single honest answer; so are the
 colours ``BETWEEN_COLOURS`` names (teal, turquoise, amber...), which WordNet files under one of ours. The rule
 options are chosen on ``DEV_SYNONYMS`` / ``DEV_UNKNOWN`` (ros_pgpt/data/held_out_words.py): the most dev
@@ -68,11 +76,23 @@ SHAPE_FORMS = {"circle": {"circular", "round", "spherical"}, "square": {"square"
                "triangle": {"triangle", "triangular"}, "star": {"star", "star-shaped"}}
 SHAPE_NAMES = {"circle": {"circle", "circles", "sphere", "disk", "disc"}, "square": {"square", "squares", "cube"},
                "triangle": {"triangle", "triangles"}, "star": {"star", "stars"}}
+# Words of an adjective's definition that give a size ("huge: unusually great in size"). Adjectives of
+# number or amount ("a large number") are sizes of nothing we draw.
+SIZE_FORMS = {"large": {"large", "big", "huge", "great"}, "small": {"small", "little", "tiny"}}
+NOT_SIZES = {"number", "numbers", "amount", "quantity", "extent", "degree", "scope", "importance"}
+# Adjectives of adj.all (not pertainyms, "of or relating to the round table") give a form unless their
+# definition denies it or gives it to something else ("not spherical", "a deviation from spherical curvature",
+# "set into a circular motion").
+ADJ_ALL = 0
+NOT_FORMS = {"not", "free", "varying", "deviation", "aberration", "motion"}
 # Shape senses below these are lines or parts of a figure (a radius, a rim, a hypotenuse), never a whole one.
 NOT_FIGURES = ("line", "subfigure")
 DEPTHS = (1, 2, 3)
 # Berlin and Kay's basic colour terms, the anchors of the survey rule; a name nearest a term not ours is unknown.
 BASIC_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "grey", "white", "black")
+# Kinds of thing colours are named after ("dandelion", "yolk", "damson"): noun.animal, noun.food,
+# noun.object, noun.plant, noun.substance.
+NAMESAKE_KINDS = (5, 13, 17, 20, 27)
 # The survey rule's margins: the nearest basic term's distance at most this share of the next one's.
 SURVEY_MARGINS = (0.5, 0.6, 0.7, 0.8)
 
@@ -145,8 +165,7 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
             senses += [s for known in SLOTS["colour"] for s in wordnet.senses(f"{word}_{known}", "n", NOUN_ATTRIBUTE)]
         for sense in senses:
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
-    colour_adjectives = [s for head in wordnet.senses("chromatic", "a") if wordnet.synsets[head]["type"] == "a"
-                         for s in wordnet.related(head, ("&",))]  # "green" the colour, not "inexperienced"
+    colour_adjectives = _colour_adjectives(wordnet)
     for sense in colour_adjectives:
         words = wordnet.synsets[sense]["words"]
         for known in set(SLOTS["colour"]) & set(words):
@@ -161,6 +180,12 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
                 for word in words:
                     table[word].update(named)
     return table
+
+
+def _colour_adjectives(wordnet: WordNet) -> list[tuple[str, str]]:
+    """The satellites of "chromatic": "green" the colour, not "inexperienced"."""
+    return [s for head in wordnet.senses("chromatic", "a") if wordnet.synsets[head]["type"] == "a"
+            for s in wordnet.related(head, ("&",))]
 
 
 def survey_nearest() -> dict[str, tuple[str, float]]:
@@ -191,6 +216,46 @@ def survey_table(nearest: dict[str, tuple[str, float]], margin: float) -> dict[s
     return {word: {term} for word, (term, ratio) in nearest.items() if ratio <= margin}
 
 
+def namesake_table(wordnet: WordNet, colour_words: set[str]) -> dict[str, set[str]]:
+    """Plants, foods, animals, stones and substances whose definition names one colour and no other ("yolk:
+    the yellow spherical part of an egg"): the basic term that colour is (a term not ours claims too)."""
+    terms = {term: term for term in BASIC_COLOURS} | {"gray": "grey"}
+    terms |= {form: term for term in BASIC_COLOURS for form in derived_forms(term)}
+    table = collections.defaultdict(set)
+    for word in wordnet.lemmas("n"):
+        for sense in wordnet.senses(word, "n"):
+            if wordnet.synsets[sense]["lexfile"] not in NAMESAKE_KINDS:
+                continue
+            named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower()))
+            named &= colour_words | set(terms)
+            if len(named) == 1 and next(iter(named)) in terms:
+                table[word].add(terms[named.pop()])
+    return table
+
+
+def derived_forms(word: str) -> set[str]:
+    """``word`` with the endings that make an adjective of it (-ish, -y, -ey, -like), spelled both ways people
+    spell them: "purple" -> "purplish", "purpleish", "purply", "purpley"; "red" -> "reddish"; "star" -> "starry"."""
+    if word.endswith("e"):  # the e goes before a vowel: purpl-ish, purpl-y, purpl-ey
+        stem = word[:-1]
+    elif re.fullmatch(r"[a-z]*[^aeiou][aeiou][bdgmnprt]", word):  # a short vowel doubles its consonant
+        stem = word + word[-1]
+    else:
+        stem = word
+    forms = {word + "like", stem + "ish", stem + "y", word + "ish", word + "y"}
+    return forms | ({stem + "ey"} if word.endswith("e") else set())
+
+
+def _derived(table: dict[str, set[str]], slot: str) -> dict[str, set[str]]:
+    """``table`` and the derived forms of the slot's known words and of the words it maps to one known word,
+    each claiming what its base means."""
+    derived = collections.defaultdict(set)
+    for base, known in {**{known: known for known in SLOTS[slot]}, **single_answers(table)}.items():
+        for form in derived_forms(base):
+            derived[form].add(known)
+    return _union(table, derived)
+
+
 def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
     """Every word WordNet gives a colour sense: colour adjectives and nouns under the attribute "color"."""
     colour = set(wordnet.senses("color", "n", NOUN_ATTRIBUTE))
@@ -199,7 +264,7 @@ def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
     return nouns | {w for s in colour_adjectives for w in wordnet.synsets[s]["words"]}
 
 
-def shape_table(wordnet: WordNet, depth: int, glosses: bool) -> dict[str, set[str]]:
+def shape_table(wordnet: WordNet, depth: int, glosses: bool, adjectives: bool) -> dict[str, set[str]]:
     anchors = {s: known for known in SLOTS["shape"] for s in wordnet.senses(known, "n", NOUN_SHAPE)}
     above_known = set().union(*(wordnet.hypernyms(a, 20) for a in anchors))
     not_figures = {s for word in NOT_FIGURES for s in wordnet.senses(word, "n", NOUN_SHAPE)}
@@ -209,16 +274,25 @@ def shape_table(wordnet: WordNet, depth: int, glosses: bool) -> dict[str, set[st
             if sense in above_known or wordnet.hypernyms(sense, 20) & not_figures:
                 continue
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
-            if glosses:
-                definition = wordnet.synsets[sense]["gloss"].split(";")[0].lower()
-                if _defines_a_line(definition):
-                    continue
-                gloss = set(re.findall(r"[a-z-]+", definition))
-                formed = [known for known, forms in SHAPE_FORMS.items() if gloss & forms]
-                named = {known for known in SHAPE_FORMS if gloss & (SHAPE_FORMS[known] | SHAPE_NAMES[known])}
-                if len(formed) == 1 and named == set(formed):
-                    table[word].add(formed[0])
+            definition = wordnet.synsets[sense]["gloss"].split(";")[0].lower()
+            if glosses and not _defines_a_line(definition) and _formed(definition):
+                table[word].add(_formed(definition))
+    if adjectives:  # an adjective whose definition gives one shape's form: "round: having a circular shape"
+        for (pos, _), synset in wordnet.synsets.items():
+            definition = synset["gloss"].split(";")[0].lower()
+            form_given = pos == "a" and synset["lexfile"] == ADJ_ALL and not set(definition.split()) & NOT_FORMS
+            formed = _formed(definition) if form_given else None
+            for word in synset["words"] if formed else ():
+                table[word].add(formed)
     return table
+
+
+def _formed(definition: str) -> str | None:
+    """The known shape a definition gives its thing the form of, when it gives one and names no other."""
+    gloss = set(re.findall(r"[a-z-]+", definition))
+    formed = [known for known, forms in SHAPE_FORMS.items() if gloss & forms]
+    named = {known for known in SHAPE_FORMS if gloss & (SHAPE_FORMS[known] | SHAPE_NAMES[known])}
+    return formed[0] if len(formed) == 1 and named == set(formed) else None
 
 
 def _defines_a_line(definition: str) -> bool:
@@ -228,8 +302,16 @@ def _defines_a_line(definition: str) -> bool:
     return bool(head) and head[-1] in NOT_FIGURES + ("curve",)
 
 
-def size_table(wordnet: WordNet) -> dict[str, set[str]]:
+def size_table(wordnet: WordNet, glosses: bool) -> dict[str, set[str]]:
     table = collections.defaultdict(set)
+    if glosses:  # an adjective whose definition gives one size: "whopping: extremely large"
+        for (pos, _), synset in wordnet.synsets.items():
+            definition = set(re.findall(r"[a-z]+", synset["gloss"].split(";")[0].lower()))
+            named = [known for known, forms in SIZE_FORMS.items() if definition & forms]
+            if pos != "a" or len(named) != 1 or definition & NOT_SIZES:
+                continue
+            for word in synset["words"]:
+                table[word].add(named[0])
     for known in SLOTS["size"]:
         for head in wordnet.senses(known, "a"):
             if wordnet.synsets[head]["type"] != "a":
@@ -246,6 +328,11 @@ def _union(*tables: dict[str, set[str]]) -> dict[str, set[str]]:
         for word, known in table.items():
             union[word] |= known
     return union
+
+
+def _fallback(table: dict[str, set[str]], fallback: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``table`` and, for words it does not claim, ``fallback``'s claims."""
+    return {**fallback, **table}
 
 
 def single_answers(table: dict[str, set[str]]) -> dict[str, str]:
@@ -307,15 +394,20 @@ def main(argv=None) -> int:
                      colour_table(wordnet, d, c, g)
                      for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
     nearest = survey_nearest()
-    surveys = {f"survey {margin}": survey_table(nearest, margin) for margin in SURVEY_MARGINS}
-    candidates = {
-        "colour": {**{name: single_answers(table) for name, table in colour_tables.items()},
-                   **{f"{name}, {survey}": single_answers(_union(table, surveys[survey]))
-                      for name, table in colour_tables.items() for survey in surveys}},
-        "shape": {f"hypernyms <= {d}{', glosses' if g else ''}": single_answers(shape_table(wordnet, d, g))
-                  for d, g in itertools.product(DEPTHS, (False, True))},
-        "size": {"synset and satellites": single_answers(size_table(wordnet))},
-    }
+    surveys = {"": {}, **{f", survey {margin}": survey_table(nearest, margin) for margin in SURVEY_MARGINS}}
+    namesakes = {"": {}, ", namesakes": namesake_table(wordnet, _colour_words(wordnet, _colour_adjectives(wordnet)))}
+    names = {name + survey: _union(table, surveys[survey])
+             for name, table in colour_tables.items() for survey in surveys}
+    shapes = {f"hypernyms <= {d}{', glosses' if g else ''}{', adjectives' if a else ''}": shape_table(wordnet, d, g, a)
+              for d, g, a in itertools.product(DEPTHS, (False, True), (False, True))}
+    sizes = {f"synset and satellites{', glosses' if g else ''}": size_table(wordnet, g) for g in (False, True)}
+    # derived forms of names, not of namesakes ("lemony" is a colour, "butterish" is not a word); a namesake's
+    # definition only speaks for words no name claims: a survey's "pumpkin" is orange, WordNet's fruit yellow
+    candidates = {slot: {name + derived + namesake: single_answers(_fallback(
+                             _derived(table, slot) if derived else table, namesakes[namesake]))
+                         for name, table in tables.items() for derived in ("", ", derived forms")
+                         for namesake in (namesakes if slot == "colour" else ("",))}
+                  for slot, tables in (("colour", names), ("shape", shapes), ("size", sizes))}
     rules, table = {}, {}
     for slot, options in candidates.items():
         rule, chosen = choose(slot, options)

@@ -185,3 +185,16 @@ def test_curves_are_not_circles():
     for curve in ('hyperbola', 'parabola'):
         assert unknown_words(f'the red {curve}') == [curve]
     assert synonym_table()['dot'] == 'circle', 'a definition that gives a figure a form still maps'
+
+
+def test_derived_forms_namesakes_and_shape_adjectives():
+    """build_synonyms.py's later rules, on dev words: -ish/-y forms read as their base unless the base is a colour
+    we do not have; a plant's or food's colour only in a colour's place; a shape adjective in the noun's place."""
+    assert canonical_prompt('find the yellowy star') == 'find the yellow star'
+    assert canonical_prompt('the purpleish circle') == 'the purple circle'
+    for not_ours in ('pinkish', 'greyish', 'brownish'):
+        assert unknown_words(f'the {not_ours} star') == [not_ours]
+    assert canonical_prompt('the yolk square') == 'the yellow square'
+    assert unknown_words('find the yolk') == ['yolk']
+    assert canonical_prompt('the blue round') == 'the blue circle'
+    assert unknown_words('the nonspherical star') == ['nonspherical'], 'a definition that denies the form'

@@ -31,6 +31,17 @@ DEV_SYNONYMS: dict[str, str] = {
     "disk": "circle", "orb": "circle", "sphere": "circle", "tile": "square", "cube": "square",
     "wedge": "triangle",
     "giant": "large", "massive": "large", "enormous": "large", "mini": "small", "miniature": "small",
+    # Added 2026-12-08: 87 words written by a helper from ordinary usage (it saw neither the table nor its rules),
+    # split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
+    "rouge": "red", "firetruck": "red", "tomato": "red", "pillarbox": "red", "satsuma": "orange",
+    "kumquat": "orange", "orangeish": "orange", "papaya": "orange", "lemony": "yellow", "yolk": "yellow",
+    "yellowy": "yellow", "dandelion": "yellow", "shamrock": "green", "fern": "green", "pistachio": "green",
+    "clover": "green", "blueish": "blue", "delft": "blue", "skyblue": "blue", "damson": "purple",
+    "purpleish": "purple", "violaceous": "purple", "purply": "purple", "round": "circle", "bubble": "circle",
+    "coin": "circle", "crate": "square", "squarish": "square", "pixel": "square", "cone": "triangle",
+    "tent": "triangle", "starlike": "star", "starfish": "star", "hulking": "large", "ginormous": "large",
+    "humongous": "large", "whopping": "large", "titanic": "large", "weeny": "small", "lilliputian": "small",
+    "teensy": "small", "titchy": "small", "bitty": "small",
 }
 TEST_SYNONYMS: dict[str, str] = {
     "crimson": "red", "scarlet": "red", "navy": "blue", "azure": "blue", "cobalt": "blue",
@@ -56,6 +67,17 @@ TEST_SYNONYMS: dict[str, str] = {
     "asterisk": "star", "starburst": "star", "hexagram": "star",
     "mammoth": "large", "hefty": "large", "oversized": "large", "sizable": "large", "vast": "large",
     "diminutive": "small", "minuscule": "small", "puny": "small", "smallish": "small", "undersized": "small",
+    # Added 2026-12-08: 87 words written by a helper from ordinary usage (it saw neither the table nor its rules),
+    # split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
+    "cranberry": "red", "strawberry": "red", "chili": "red", "poppy": "red", "tangelo": "orange",
+    "orangy": "orange", "marmalade": "orange", "cantaloupe": "orange", "goldenrod": "yellow", "daffodil": "yellow",
+    "citrine": "yellow", "butter": "yellow", "grassy": "green", "malachite": "green", "moss": "green",
+    "leafy": "green", "prussian": "blue", "lapis": "blue", "bluebell": "blue", "blueberry": "blue",
+    "thistle": "purple", "mulberry": "purple", "wisteria": "purple", "button": "circle", "puck": "circle",
+    "wheel": "circle", "boxy": "square", "dice": "square", "squareish": "square", "triangular": "triangle",
+    "dorito": "triangle", "pennant": "triangle", "starry": "star", "stellate": "star", "bulky": "large",
+    "monstrous": "large", "gargantuan": "large", "tremendous": "large", "biggish": "large", "dinky": "small",
+    "microscopic": "small", "micro": "small", "pocketsize": "small", "pintsized": "small",
 }
 # amber: orange/yellow; teal, turquoise, cyan, aqua, aquamarine: green/blue; chartreuse: yellow/green;
 # magenta: red/purple; maroon: red/brown (aqua, aquamarine and chartreuse were added on reading the table)
@@ -67,6 +89,12 @@ DEV_UNKNOWN: tuple[str, ...] = (
     "bench", "octagon", "rectangle", "crescent", "line", "beige", "tan", "silver", "cream", "dark", "bright",
     "shiny", "metal", "khaki", "taupe", "ivory", "charcoal", "bronze", "copper", "peach", "salmon", "rust",
     "ochre", "sand", "chocolate", "olive",
+    # Added 2026-12-08 with the helper's synonyms, split the same way:
+    "candyfloss", "flamingo", "bubblegum", "toffee", "espresso",
+    "walnut", "milky", "chalky", "alabaster", "smoky", "graphite",
+    "greyish", "obsidian", "ebony", "raven", "lozenge", "heptagon",
+    "oblong", "squirrel", "camel", "nurse", "farmer", "turtle",
+    "giraffe", "violin", "stapler", "candle", "teapot", "backpack",
 )
 TEST_UNKNOWN: tuple[str, ...] = (
     "person", "man", "woman", "child", "dog", "cat", "car", "truck", "chair", "table", "bottle", "cup",
@@ -78,6 +106,13 @@ TEST_UNKNOWN: tuple[str, ...] = (
     "burgundy", "fuchsia", "coral", "sepia", "umber", "mahogany", "rose", "diamond", "rhombus", "trapezoid",
     "ring", "cylinder", "spiral", "semicircle", "kite", "parallelogram", "fox", "lion", "guitar", "umbrella",
     "towel", "wallet", "key", "helmet", "drone",
+    # Added 2026-12-08 with the helper's synonyms, split the same way:
+    "pinkish", "peony", "blush", "brownish", "mocha", "cocoa",
+    "whitish", "pearl", "snowy", "gunmetal", "ashen", "pewter",
+    "onyx", "sooty", "jet", "chevron", "teardrop", "decagon",
+    "trapezium", "zebra", "penguin", "doctor", "grandma",
+    "soldier", "rabbit", "goat", "scissors", "toaster",
+    "microwave", "hammer", "skateboard",
 )
 
 # known word -> its TEST synonyms
