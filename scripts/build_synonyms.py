@@ -332,7 +332,7 @@ def _union(*tables: dict[str, set[str]]) -> dict[str, set[str]]:
 
 def _fallback(table: dict[str, set[str]], fallback: dict[str, set[str]]) -> dict[str, set[str]]:
     """``table`` and, for words it does not claim, ``fallback``'s claims."""
-    return {**fallback, **table}
+    return {**fallback, **{word: claims for word, claims in table.items() if claims}}
 
 
 def single_answers(table: dict[str, set[str]]) -> dict[str, str]:

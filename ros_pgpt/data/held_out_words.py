@@ -80,9 +80,10 @@ TEST_SYNONYMS: dict[str, str] = {
     "microscopic": "small", "micro": "small", "pocketsize": "small", "pintsized": "small",
 }
 # amber: orange/yellow; teal, turquoise, cyan, aqua, aquamarine: green/blue; chartreuse: yellow/green;
-# magenta: red/purple; maroon: red/brown (aqua, aquamarine and chartreuse were added on reading the table)
+# magenta: red/purple; maroon: red/brown; indigo: blue/purple (aqua, aquamarine, chartreuse and indigo were added on
+# reading the table)
 BETWEEN_COLOURS: tuple[str, ...] = (
-    "amber", "teal", "turquoise", "cyan", "aqua", "aquamarine", "chartreuse", "magenta", "maroon")
+    "amber", "teal", "turquoise", "cyan", "aqua", "aquamarine", "chartreuse", "magenta", "maroon", "indigo")
 DEV_UNKNOWN: tuple[str, ...] = (
     "boy", "girl", "baby", "cow", "sheep", "bus", "train", "sofa", "bed", "desk", "glass", "plate", "spoon",
     "knife", "fork", "pen", "pencil", "lamp", "clock", "pizza", "carrot", "flower", "rock", "sign", "ladder",
