@@ -188,7 +188,7 @@ def test_curves_are_not_circles():
 
 
 def test_derived_forms_namesakes_and_shape_adjectives():
-    """build_synonyms.py's later rules, on dev words: -ish/-y forms read as their base unless the base is a colour
+    """build_synonyms.py's later rules: -ish/-y forms read as their base unless the base is a colour
     we do not have; a plant's or food's colour only in a colour's place; a shape adjective in the noun's place."""
     assert canonical_prompt('find the yellowy star') == 'find the yellow star'
     assert canonical_prompt('the purpleish circle') == 'the purple circle'
