@@ -21,22 +21,24 @@ and "keyboard" to square). A word maps to a known word when one of its senses sa
   definition gives it exactly one known shape's form ("a very small circular shape"). A sense that is a
   hypernym of a known shape never maps (an ellipse is not a circle), nor a line or a part of a figure,
   nor a sense whose definition is a line or curve ("an open curve formed by ... a right circular cone");
-* size: an adjective in the known size's synset or in one of its satellites ("huge" -> large);
+* size: an adjective in the known size's synset or in one of its satellites ("huge" -> large), or -- with
+  ``glosses`` -- one whose definition names one size and no number or amount ("whopping: extremely large");
 * colour, with ``survey`` -- WordNet knows few of the names people give colours ("cobalt", "lime"): a
   one-word name of the xkcd colour survey (the colour its 222,500 survey sessions gave that name, public
   domain, shipped in matplotlib's wheel) maps to the nearest of the eleven basic colour terms (Berlin and
   Kay's: ours, pink, brown, grey, white, black) in CIEDE2000 when that term is ours and is nearer than
   ``survey`` times the next one ("khaki" sits between grey and green and stays unknown); a name built of
   two terms ("greenblue") never maps. A survey name is a colour only where a colour goes: ``wording``
-  never reads the noun's place as a colour ("the banana" is refused, "the banana star" is yellow).
-
-* colour, with ``namesakes`` -- a plant, food, animal, stone or substance whose definition names one colour and
-  no other ("yolk: the yellow spherical part of an egg", "damson: small dark purple plum"), for words no rule
-  above claims; like a survey name, only where a colour goes;
-* shape, with ``adjectives`` -- an adjective whose definition gives one known shape's form ("round: having a
-  circular shape"), unless it denies it ("not spherical") or is a pertainym ("of the round table");
-* any slot, with ``derived forms`` -- a known word or a mapped name with -ish, -y, -ey or -like ("bluey",
-  "purpleish", "lemony", "starlike", "biggish"); "pinkish" stays unknown, as pink does.
+  never reads the noun's place as a colour ("the banana" is refused, "the banana star" is yellow);
+* colour, with ``namesakes`` -- a plant, food, animal, stone or substance (or, ``first sense``, a word that
+  first means one) whose definition names one colour and no other ("yolk: the yellow spherical part of an
+  egg", "damson: small dark purple plum"), for words no rule above claims and WordNet gives no colour sense;
+  like a survey name, only where a colour goes;
+* shape, with ``adjectives`` -- an adjective of adj.all whose definition gives one known shape's form
+  ("round: having a circular shape"), unless it qualifies it ("varying slightly from a perfectly spherical
+  shape");
+* any slot, with ``derived forms`` -- a known word or a name the slot maps, not itself derived, with -ish, -y
+  or -like ("bluey", "greenish", "lemony", "reddish"); "pinkish" stays unknown, as pink does.
 
 A word that two known words of one slot claim is left out: it has no single honest answer; so are the
 colours ``BETWEEN_COLOURS`` names (teal, turquoise, amber...), which WordNet files under one of ours. The rule
@@ -80,9 +82,9 @@ SHAPE_NAMES = {"circle": {"circle", "circles", "sphere", "disk", "disc"}, "squar
 # number or amount ("a large number") are sizes of nothing we draw.
 SIZE_FORMS = {"large": {"large", "big", "huge", "great"}, "small": {"small", "little", "tiny"}}
 NOT_SIZES = {"number", "numbers", "amount", "quantity", "extent", "degree", "scope", "importance"}
-# Adjectives of adj.all (not pertainyms, "of or relating to the round table") give a form unless their
-# definition denies it or gives it to something else ("not spherical", "a deviation from spherical curvature",
-# "set into a circular motion").
+# Adjectives of adj.all (not pertainyms: "nonspherical", "of or relating to ... the round table") give a form
+# unless their definition qualifies it or gives it to something else ("varying slightly from a perfectly
+# spherical shape", "a deviation from spherical curvature", "set into a circular motion").
 ADJ_ALL = 0
 NOT_FORMS = {"not", "free", "varying", "deviation", "aberration", "motion"}
 # Shape senses below these are lines or parts of a figure (a radius, a rim, a hypotenuse), never a whole one.
@@ -216,14 +218,19 @@ def survey_table(nearest: dict[str, tuple[str, float]], margin: float) -> dict[s
     return {word: {term} for word, (term, ratio) in nearest.items() if ratio <= margin}
 
 
-def namesake_table(wordnet: WordNet, colour_words: set[str]) -> dict[str, set[str]]:
-    """Plants, foods, animals, stones and substances whose definition names one colour and no other ("yolk:
-    the yellow spherical part of an egg"): the basic term that colour is (a term not ours claims too)."""
+def namesake_table(wordnet: WordNet, colour_words: set[str], first_sense: bool) -> dict[str, set[str]]:
+    """Plants, foods, animals, stones and substances whose definition names one colour and no other ("yolk: the
+    yellow spherical part of an egg"): the basic term that colour is (a term not ours claims too). With
+    ``first_sense``, only words whose first (most common) sense is such a thing: "snap" is first an act, and its
+    green snap bean a minor sense. Words WordNet gives a colour sense are left to the colour rules ("topaz" is
+    "a light brown the color of topaz" there, though the stone is "a yellow quartz")."""
     terms = {term: term for term in BASIC_COLOURS} | {"gray": "grey"}
     terms |= {form: term for term in BASIC_COLOURS for form in derived_forms(term)}
     table = collections.defaultdict(set)
     for word in wordnet.lemmas("n"):
-        for sense in wordnet.senses(word, "n"):
+        if word in colour_words:
+            continue
+        for sense in wordnet.senses(word, "n")[:1] if first_sense else wordnet.senses(word, "n"):
             if wordnet.synsets[sense]["lexfile"] not in NAMESAKE_KINDS:
                 continue
             named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower()))
@@ -234,23 +241,24 @@ def namesake_table(wordnet: WordNet, colour_words: set[str]) -> dict[str, set[st
 
 
 def derived_forms(word: str) -> set[str]:
-    """``word`` with the endings that make an adjective of it (-ish, -y, -ey, -like), spelled both ways people
-    spell them: "purple" -> "purplish", "purpleish", "purply", "purpley"; "red" -> "reddish"; "star" -> "starry"."""
-    if word.endswith("e"):  # the e goes before a vowel: purpl-ish, purpl-y, purpl-ey
-        stem = word[:-1]
-    elif re.fullmatch(r"[a-z]*[^aeiou][aeiou][bdgmnprt]", word):  # a short vowel doubles its consonant
-        stem = word + word[-1]
+    """``word`` with the endings that make an adjective of it, spelled the ways people spell them: "purple" ->
+    "purplish", "purpleish", "purply", "purpley", "purplelike"; "red" -> "reddish", "reddy"; "green" -> "greenish"."""
+    if word.endswith("e"):  # the e goes before a vowel, or stays: purpl-ish, purple-ish
+        forms = {word[:-1] + "ish", word + "ish", word[:-1] + "y", word + "y"}
+    elif re.fullmatch(r"[^aeiou]*[aeiou][bdgmnprt]", word):  # one short vowel doubles its consonant: red-d-ish
+        forms = {word + word[-1] + "ish", word + word[-1] + "y"}
     else:
-        stem = word
-    forms = {word + "like", stem + "ish", stem + "y", word + "ish", word + "y"}
-    return forms | ({stem + "ey"} if word.endswith("e") else set())
+        forms = {word + "ish", word + "y"}
+    return forms | {word + "like"}
 
 
 def _derived(table: dict[str, set[str]], slot: str) -> dict[str, set[str]]:
-    """``table`` and the derived forms of the slot's known words and of the words it maps to one known word,
-    each claiming what its base means."""
+    """``table`` and the derived forms of the slot's known words and of the words it maps to one known word (not
+    themselves derived), each claiming what its base means."""
     derived = collections.defaultdict(set)
     for base, known in {**{known: known for known in SLOTS[slot]}, **single_answers(table)}.items():
+        if base.endswith(("y", "ish", "like")):  # "reddish", "navy": no "reddishy", "navyish"
+            continue
         for form in derived_forms(base):
             derived[form].add(known)
     return _union(table, derived)
@@ -275,15 +283,16 @@ def shape_table(wordnet: WordNet, depth: int, glosses: bool, adjectives: bool) -
                 continue
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
             definition = wordnet.synsets[sense]["gloss"].split(";")[0].lower()
-            if glosses and not _defines_a_line(definition) and _formed(definition):
-                table[word].add(_formed(definition))
+            if glosses and not _defines_a_line(definition) and (formed := _formed(definition)):
+                table[word].add(formed)
     if adjectives:  # an adjective whose definition gives one shape's form: "round: having a circular shape"
         for (pos, _), synset in wordnet.synsets.items():
+            if pos != "a" or synset["lexfile"] != ADJ_ALL:
+                continue
             definition = synset["gloss"].split(";")[0].lower()
-            form_given = pos == "a" and synset["lexfile"] == ADJ_ALL and not set(definition.split()) & NOT_FORMS
-            formed = _formed(definition) if form_given else None
-            for word in synset["words"] if formed else ():
-                table[word].add(formed)
+            if not set(re.findall(r"[a-z-]+", definition)) & NOT_FORMS and (formed := _formed(definition)):
+                for word in synset["words"]:
+                    table[word].add(formed)
     return table
 
 
@@ -306,9 +315,11 @@ def size_table(wordnet: WordNet, glosses: bool) -> dict[str, set[str]]:
     table = collections.defaultdict(set)
     if glosses:  # an adjective whose definition gives one size: "whopping: extremely large"
         for (pos, _), synset in wordnet.synsets.items():
+            if pos != "a":
+                continue
             definition = set(re.findall(r"[a-z]+", synset["gloss"].split(";")[0].lower()))
             named = [known for known, forms in SIZE_FORMS.items() if definition & forms]
-            if pos != "a" or len(named) != 1 or definition & NOT_SIZES:
+            if len(named) != 1 or definition & NOT_SIZES:
                 continue
             for word in synset["words"]:
                 table[word].add(named[0])
@@ -371,7 +382,7 @@ def choose(slot: str, candidates: dict[str, dict[str, str]]) -> tuple[dict, dict
     for name, table in candidates.items():
         right, _ = rates(table, synonyms, DEV_UNKNOWN)
         wrong = harm(table, synonyms, DEV_UNKNOWN)
-        print(f"  {slot:<6} {name:<30} dev right {right:.3f} harm {wrong:.3f} words {len(table)}", file=sys.stderr)
+        print(f"  {slot:<6} {name:<64} dev right {right:.3f} harm {wrong:.3f} words {len(table)}", file=sys.stderr)
         if wrong <= MAX_HARM:
             scored[name] = (right, -len(table))
     name = max(scored, key=scored.get, default=None)  # the first of equals: the shallowest rule
@@ -395,19 +406,23 @@ def main(argv=None) -> int:
                      for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
     nearest = survey_nearest()
     surveys = {"": {}, **{f", survey {margin}": survey_table(nearest, margin) for margin in SURVEY_MARGINS}}
-    namesakes = {"": {}, ", namesakes": namesake_table(wordnet, _colour_words(wordnet, _colour_adjectives(wordnet)))}
+    colour_words = _colour_words(wordnet, _colour_adjectives(wordnet))
+    namesakes = {"": {}, ", namesakes": namesake_table(wordnet, colour_words, first_sense=False),
+                 ", namesakes (first sense)": namesake_table(wordnet, colour_words, first_sense=True)}
     names = {name + survey: _union(table, surveys[survey])
              for name, table in colour_tables.items() for survey in surveys}
     shapes = {f"hypernyms <= {d}{', glosses' if g else ''}{', adjectives' if a else ''}": shape_table(wordnet, d, g, a)
               for d, g, a in itertools.product(DEPTHS, (False, True), (False, True))}
     sizes = {f"synset and satellites{', glosses' if g else ''}": size_table(wordnet, g) for g in (False, True)}
-    # derived forms of names, not of namesakes ("lemony" is a colour, "butterish" is not a word); a namesake's
-    # definition only speaks for words no name claims: a survey's "pumpkin" is orange, WordNet's fruit yellow
-    candidates = {slot: {name + derived + namesake: single_answers(_fallback(
-                             _derived(table, slot) if derived else table, namesakes[namesake]))
-                         for name, table in tables.items() for derived in ("", ", derived forms")
-                         for namesake in (namesakes if slot == "colour" else ("",))}
-                  for slot, tables in (("colour", names), ("shape", shapes), ("size", sizes))}
+    # derived forms of names, not of namesakes ("lemony" is a colour, "yolky" is none); a namesake's definition
+    # only speaks for words no name claims: a survey's "pumpkin" is orange, WordNet's fruit yellow
+    candidates = {}
+    for slot, tables in (("colour", names), ("shape", shapes), ("size", sizes)):
+        with_derived = {name + derived: _derived(table, slot) if derived else table
+                        for name, table in tables.items() for derived in ("", ", derived forms")}
+        candidates[slot] = {name + namesake: single_answers(_fallback(table, namesakes[namesake]))
+                            for name, table in with_derived.items()
+                            for namesake in (namesakes if slot == "colour" else ("",))}
     rules, table = {}, {}
     for slot, options in candidates.items():
         rule, chosen = choose(slot, options)

@@ -188,13 +188,30 @@ def test_curves_are_not_circles():
 
 
 def test_derived_forms_namesakes_and_shape_adjectives():
-    """build_synonyms.py's later rules: -ish/-y forms read as their base unless the base is a colour
-    we do not have; a plant's or food's colour only in a colour's place; a shape adjective in the noun's place."""
-    assert canonical_prompt('find the yellowy star') == 'find the yellow star'
-    assert canonical_prompt('the purpleish circle') == 'the purple circle'
-    for not_ours in ('pinkish', 'greyish', 'brownish'):
+    """build_synonyms.py's later rules in the shipped table: a colour's -ish/-y forms read as the colour; a
+    plant's or food's colour only in a colour's place; a shape adjective in the noun's place."""
+    assert canonical_prompt('find the yellowy star') == 'find the yellow star'  # derived from yellow
+    assert canonical_prompt('the lemony circle') == 'the yellow circle'  # derived from the survey's lemon
+    for not_ours in ('pinkish', 'greyish', 'brownish'):  # colours we do not have, whatever the rule
         assert unknown_words(f'the {not_ours} star') == [not_ours]
     assert canonical_prompt('the yolk square') == 'the yellow square'
     assert unknown_words('find the yolk') == ['yolk']
     assert canonical_prompt('the blue round') == 'the blue circle'
-    assert unknown_words('the nonspherical star') == ['nonspherical'], 'a definition that denies the form'
+    assert unknown_words('the nonspherical star') == ['nonspherical'], 'a pertainym gives no form'
+
+
+def test_derived_forms_are_spelled_as_english_spells_them():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / 'scripts' / 'build_synonyms.py'
+    spec = importlib.util.spec_from_file_location('build_synonyms', path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert build.derived_forms('purple') == {'purplish', 'purpleish', 'purply', 'purpley', 'purplelike'}
+    assert build.derived_forms('red') == {'reddish', 'reddy', 'redlike'}  # one short vowel: the d doubles
+    assert build.derived_forms('lemon') == {'lemonish', 'lemony', 'lemonlike'}  # two vowels: no "lemonny"
+    assert build.derived_forms('green') == {'greenish', 'greeny', 'greenlike'}
+    table = build._derived({'reddish': {'red'}, 'navy': {'blue'}, 'lemon': {'yellow'}}, 'colour')
+    assert table['lemony'] == {'yellow'} and table['bluey'] == {'blue'}
+    assert not {'reddishy', 'reddishish', 'navyish', 'navyy'} & set(table), 'no forms of forms'

@@ -31,8 +31,8 @@ DEV_SYNONYMS: dict[str, str] = {
     "disk": "circle", "orb": "circle", "sphere": "circle", "tile": "square", "cube": "square",
     "wedge": "triangle",
     "giant": "large", "massive": "large", "enormous": "large", "mini": "small", "miniature": "small",
-    # Added 2026-12-08: 87 words written by a helper from ordinary usage (it saw neither the table nor its rules),
-    # split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
+    # Added 2026-12-08: 43 of 87 words written by a helper from ordinary usage (it saw neither the table nor its
+    # rules), split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
     "rouge": "red", "firetruck": "red", "tomato": "red", "pillarbox": "red", "satsuma": "orange",
     "kumquat": "orange", "orangeish": "orange", "papaya": "orange", "lemony": "yellow", "yolk": "yellow",
     "yellowy": "yellow", "dandelion": "yellow", "shamrock": "green", "fern": "green", "pistachio": "green",
@@ -67,8 +67,8 @@ TEST_SYNONYMS: dict[str, str] = {
     "asterisk": "star", "starburst": "star", "hexagram": "star",
     "mammoth": "large", "hefty": "large", "oversized": "large", "sizable": "large", "vast": "large",
     "diminutive": "small", "minuscule": "small", "puny": "small", "smallish": "small", "undersized": "small",
-    # Added 2026-12-08: 87 words written by a helper from ordinary usage (it saw neither the table nor its rules),
-    # split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
+    # Added 2026-12-08: 44 of 87 words written by a helper from ordinary usage (it saw neither the table nor its
+    # rules), split dev/test by a seeded shuffle per meaning before any rule ran on them (docs/experiments):
     "cranberry": "red", "strawberry": "red", "chili": "red", "poppy": "red", "tangelo": "orange",
     "orangy": "orange", "marmalade": "orange", "cantaloupe": "orange", "goldenrod": "yellow", "daffodil": "yellow",
     "citrine": "yellow", "butter": "yellow", "grassy": "green", "malachite": "green", "moss": "green",
