@@ -215,3 +215,14 @@ def test_derived_forms_are_spelled_as_english_spells_them():
     table = build._derived({'reddish': {'red'}, 'navy': {'blue'}, 'lemon': {'yellow'}}, 'colour')
     assert table['lemony'] == {'yellow'} and table['bluey'] == {'blue'}
     assert not {'reddishy', 'reddishish', 'navyish', 'navyy'} & set(table), 'no forms of forms'
+
+
+def test_shape_synonyms_before_a_shapeless_noun_and_before_that_is():
+    """A shape word reads in the noun's place, which is the last word before "that"/"which", or before a noun that
+    names no shape; a colour synonym after "that is" still reads as a colour."""
+    assert canonical_prompt('the round blue object') == 'the blue circle'
+    assert canonical_prompt('all the round things') == 'all the circles'
+    assert canonical_prompt('the ball that is crimson') == 'the red circle'
+    assert canonical_prompt('where is the huge ball that is navy?') == 'where is the large blue circle?'
+    assert unknown_words('the round red star') == ['round'], 'a round star: two shapes, no answer'
+    assert unknown_words('the navy') == ['navy']

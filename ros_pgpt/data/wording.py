@@ -182,6 +182,12 @@ def _synonym(word: str, synonyms: dict[str, str]) -> str | None:
     return None
 
 
+def _names_no_shape(word: str) -> bool:
+    """"object", "things", "ones": a noun the model reads as any shape."""
+    noun = _ONE.get(word, word)
+    return SINGULAR_NOUNS.get(noun, noun) in _GENERIC
+
+
 def _noun_phrase(words: list[str], force_plural: bool = False) -> str | None:
     """Words of one noun phrase -> its canonical form ("the small red star", "all the circles"), or None."""
     words = list(words)
@@ -192,17 +198,22 @@ def _noun_phrase(words: list[str], force_plural: bool = False) -> str | None:
     synonyms = synonym_table()
     size = colour = position = head = None
     plural = force_plural
-    # The last content word is the noun's place: a synonym maps to a shape only there, and to a colour or
-    # size only elsewhere or after the noun ("the circle that is crimson"): "the banana" is no colour.
-    last = max((i for i, w in enumerate(words) if w not in _LINKS), default=-1)
+    # The noun's place is the last content word before "that"/"which": a synonym maps to a shape only there or
+    # before a noun that names no shape ("the round blue object"), and to a colour or size only elsewhere
+    # ("the ball that is crimson"): "the banana" is no colour.
+    clause = next((i for i, w in enumerate(words) if w in ("that", "which")), len(words))
+    noun_place = max((i for i, w in enumerate(words[:clause]) if w not in _LINKS), default=-1)
+    shapeless_noun = noun_place >= 0 and _names_no_shape(words[noun_place])
     for index, word in enumerate(words):
         if word in _LINKS:
             continue
         kind = _kind(word)
-        if kind is None:
-            mapped = _synonym(word, synonyms)
-            if mapped and ((_kind(mapped) == "noun") == (index == last) or (index == last and head is not None)):
-                word, kind = mapped, _kind(mapped)
+        mapped = _synonym(word, synonyms) if kind is None else None
+        if mapped and _kind(mapped) == "noun":
+            if index == noun_place or shapeless_noun:
+                word, kind = mapped, "noun"
+        elif mapped and (index != noun_place or head is not None):
+            word, kind = mapped, _kind(mapped)
         if kind == "colour" and colour in (None, word):
             colour = word
         elif kind == "size" and size in (None, word):
