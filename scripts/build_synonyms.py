@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import itertools
 import json
 import re
@@ -167,27 +168,26 @@ def colour_table(wordnet: WordNet, depth: int, compounds: bool, glosses: bool) -
             senses += [s for known in SLOTS["colour"] for s in wordnet.senses(f"{word}_{known}", "n", NOUN_ATTRIBUTE)]
         for sense in senses:
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
-    colour_adjectives = _colour_adjectives(wordnet)
-    for sense in colour_adjectives:
+    for sense in _colour_adjectives(wordnet):
         words = wordnet.synsets[sense]["words"]
         for known in set(SLOTS["colour"]) & set(words):
             for word in words:
                 table[word].add(known)
     if glosses:
-        colour_words = _colour_words(wordnet, colour_adjectives)
-        for sense in colour_adjectives:
+        for sense in _colour_adjectives(wordnet):
             words = wordnet.synsets[sense]["words"]
-            named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower())) & colour_words
+            named = set(re.findall(r"[a-z]+", _definition(wordnet.synsets[sense]))) & _colour_words(wordnet)
             if len(named) == 1 and not set(words) & set(SLOTS["colour"]) and named <= set(SLOTS["colour"]):
                 for word in words:
                     table[word].update(named)
     return table
 
 
-def _colour_adjectives(wordnet: WordNet) -> list[tuple[str, str]]:
+@functools.cache
+def _colour_adjectives(wordnet: WordNet) -> tuple[tuple[str, str], ...]:
     """The satellites of "chromatic": "green" the colour, not "inexperienced"."""
-    return [s for head in wordnet.senses("chromatic", "a") if wordnet.synsets[head]["type"] == "a"
-            for s in wordnet.related(head, ("&",))]
+    return tuple(s for head in wordnet.senses("chromatic", "a") if wordnet.synsets[head]["type"] == "a"
+            for s in wordnet.related(head, ("&",)))
 
 
 def survey_nearest() -> dict[str, tuple[str, float]]:
@@ -218,7 +218,7 @@ def survey_table(nearest: dict[str, tuple[str, float]], margin: float) -> dict[s
     return {word: {term} for word, (term, ratio) in nearest.items() if ratio <= margin}
 
 
-def namesake_table(wordnet: WordNet, colour_words: set[str], first_sense: bool) -> dict[str, set[str]]:
+def namesake_table(wordnet: WordNet, first_sense: bool) -> dict[str, set[str]]:
     """Plants, foods, animals, stones and substances whose definition names one colour and no other ("yolk: the
     yellow spherical part of an egg"): the basic term that colour is (a term not ours claims too). With
     ``first_sense``, only words whose first (most common) sense is such a thing: "snap" is first an act, and its
@@ -226,6 +226,8 @@ def namesake_table(wordnet: WordNet, colour_words: set[str], first_sense: bool) 
     "a light brown the color of topaz" there, though the stone is "a yellow quartz")."""
     terms = {term: term for term in BASIC_COLOURS} | {"gray": "grey"}
     terms |= {form: term for term in BASIC_COLOURS for form in derived_forms(term)}
+    colour_words = _colour_words(wordnet)
+    named_colours = colour_words | set(terms)
     table = collections.defaultdict(set)
     for word in wordnet.lemmas("n"):
         if word in colour_words:
@@ -233,8 +235,7 @@ def namesake_table(wordnet: WordNet, colour_words: set[str], first_sense: bool) 
         for sense in wordnet.senses(word, "n")[:1] if first_sense else wordnet.senses(word, "n"):
             if wordnet.synsets[sense]["lexfile"] not in NAMESAKE_KINDS:
                 continue
-            named = set(re.findall(r"[a-z]+", wordnet.synsets[sense]["gloss"].split(";")[0].lower()))
-            named &= colour_words | set(terms)
+            named = set(re.findall(r"[a-z]+", _definition(wordnet.synsets[sense]))) & named_colours
             if len(named) == 1 and next(iter(named)) in terms:
                 table[word].add(terms[named.pop()])
     return table
@@ -264,12 +265,18 @@ def _derived(table: dict[str, set[str]], slot: str) -> dict[str, set[str]]:
     return _union(table, derived)
 
 
-def _colour_words(wordnet: WordNet, colour_adjectives) -> set[str]:
+@functools.cache
+def _colour_words(wordnet: WordNet) -> frozenset[str]:
     """Every word WordNet gives a colour sense: colour adjectives and nouns under the attribute "color"."""
     colour = set(wordnet.senses("color", "n", NOUN_ATTRIBUTE))
     nouns = {w for w in wordnet.lemmas("n") for s in wordnet.senses(w, "n", NOUN_ATTRIBUTE)
              if colour & wordnet.hypernyms(s, 20)}
-    return nouns | {w for s in colour_adjectives for w in wordnet.synsets[s]["words"]}
+    return frozenset(nouns | {w for s in _colour_adjectives(wordnet) for w in wordnet.synsets[s]["words"]})
+
+
+def _definition(synset: dict) -> str:
+    """A synset's definition, lower-case, without its examples ("round: having a circular shape")."""
+    return synset["gloss"].split(";")[0].lower()
 
 
 def shape_table(wordnet: WordNet, depth: int, glosses: bool, adjectives: bool) -> dict[str, set[str]]:
@@ -282,14 +289,14 @@ def shape_table(wordnet: WordNet, depth: int, glosses: bool, adjectives: bool) -
             if sense in above_known or wordnet.hypernyms(sense, 20) & not_figures:
                 continue
             table[word].update(anchors[a] for a in {sense} | wordnet.hypernyms(sense, depth) if a in anchors)
-            definition = wordnet.synsets[sense]["gloss"].split(";")[0].lower()
+            definition = _definition(wordnet.synsets[sense])
             if glosses and not _defines_a_line(definition) and (formed := _formed(definition)):
                 table[word].add(formed)
     if adjectives:  # an adjective whose definition gives one shape's form: "round: having a circular shape"
         for (pos, _), synset in wordnet.synsets.items():
             if pos != "a" or synset["lexfile"] != ADJ_ALL:
                 continue
-            definition = synset["gloss"].split(";")[0].lower()
+            definition = _definition(synset)
             if not set(re.findall(r"[a-z-]+", definition)) & NOT_FORMS and (formed := _formed(definition)):
                 for word in synset["words"]:
                     table[word].add(formed)
@@ -317,7 +324,7 @@ def size_table(wordnet: WordNet, glosses: bool) -> dict[str, set[str]]:
         for (pos, _), synset in wordnet.synsets.items():
             if pos != "a":
                 continue
-            definition = set(re.findall(r"[a-z]+", synset["gloss"].split(";")[0].lower()))
+            definition = set(re.findall(r"[a-z]+", _definition(synset)))
             named = [known for known, forms in SIZE_FORMS.items() if definition & forms]
             if len(named) != 1 or definition & NOT_SIZES:
                 continue
@@ -406,9 +413,8 @@ def main(argv=None) -> int:
                      for d, c, g in itertools.product(DEPTHS, (False, True), (False, True))}
     nearest = survey_nearest()
     surveys = {"": {}, **{f", survey {margin}": survey_table(nearest, margin) for margin in SURVEY_MARGINS}}
-    colour_words = _colour_words(wordnet, _colour_adjectives(wordnet))
-    namesakes = {"": {}, ", namesakes": namesake_table(wordnet, colour_words, first_sense=False),
-                 ", namesakes (first sense)": namesake_table(wordnet, colour_words, first_sense=True)}
+    namesakes = {"": {}, ", namesakes": namesake_table(wordnet, first_sense=False),
+                 ", namesakes (first sense)": namesake_table(wordnet, first_sense=True)}
     names = {name + survey: _union(table, surveys[survey])
              for name, table in colour_tables.items() for survey in surveys}
     shapes = {f"hypernyms <= {d}{', glosses' if g else ''}{', adjectives' if a else ''}": shape_table(wordnet, d, g, a)
